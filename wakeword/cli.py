@@ -1,0 +1,133 @@
+"""Command line: each subcommand parses its arguments and makes one library call."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+
+from wakeword.audio import AudioError
+from wakeword.data.clips import DataSet, ManifestError
+
+
+class CommandError(Exception):
+    """A user-facing failure: printed as one line, exit status 2."""
+
+
+def _labels(items: Sequence[str]) -> dict[str, int]:
+    """`--label "hey computer"` -> positive; `--label "hey computer=0"` -> negative for that word."""
+    labels = {}
+    for item in items:
+        word, _, value = item.rpartition("=") if "=" in item else (item, "", "1")
+        if value not in ("0", "1"):
+            raise CommandError(f"--label {item!r}: value after '=' must be 0 or 1")
+        labels[word] = int(value)
+    return labels
+
+
+def cmd_data_import(args: argparse.Namespace) -> int:
+    dataset = DataSet.create(args.to)
+    report = dataset.import_folder(args.dir, _labels(args.label), source=args.source, speaker=args.speaker)
+    for path, reason in report.failed:
+        print(f"skipped {reason}", file=sys.stderr)
+    print(f"imported {len(report.added)} clip(s) into {dataset.root}; {len(report.failed)} file(s) skipped")
+    return 1 if report.failed else 0
+
+
+def cmd_data_list(args: argparse.Namespace) -> int:
+    dataset = DataSet(args.data_dir)
+    if args.json:
+        for clip in dataset.clips():
+            print(json.dumps(clip.to_dict()))
+    else:
+        for word, counts in sorted(dataset.counts().items()):
+            print(f"{word}: {counts['positive']} positive, {counts['negative']} negative")
+        print(f"{len(dataset)} clip(s) in {dataset.root}")
+    return 0
+
+
+def cmd_data_delete(args: argparse.Namespace) -> int:
+    dataset = DataSet(args.data_dir)
+    for clip_id in args.clip_id:
+        try:
+            dataset.delete(clip_id)
+        except KeyError as error:
+            raise CommandError(str(error.args[0])) from None
+        print(f"deleted {clip_id}")
+    return 0
+
+
+def cmd_data_check(args: argparse.Namespace) -> int:
+    problems = DataSet(args.data_dir).check()
+    for problem in problems:
+        print(problem)
+    print("ok" if not problems else f"{len(problems)} problem(s)")
+    return 1 if problems else 0
+
+
+def _missing(capability: str) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        raise CommandError(f"'{args.command}' is not available yet: {capability} is not built in this version")
+
+    return run
+
+
+def _add_data_commands(sub: argparse._SubParsersAction) -> None:
+    data = sub.add_parser("data", help="manage a data set folder (clips.jsonl + audio/)")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    imp = data_sub.add_parser("import", help="add a folder of real recordings with a label")
+    imp.add_argument("dir", help="folder of audio files (searched recursively)")
+    imp.add_argument("--to", required=True, help="data set folder (created if missing)")
+    imp.add_argument("--label", action="append", required=True, help='wake word, e.g. "hey computer" or "hey computer=0"')
+    imp.add_argument("--source", default="recorded", choices=["recorded", "corpus"])
+    imp.add_argument("--speaker", default=None, help="speaker for all files (default: each file's folder name)")
+    imp.set_defaults(func=cmd_data_import)
+    lst = data_sub.add_parser("list", help="count clips per wake word")
+    lst.add_argument("data_dir")
+    lst.add_argument("--json", action="store_true", help="print every clip record")
+    lst.set_defaults(func=cmd_data_list)
+    rm = data_sub.add_parser("delete", help="delete clips (manifest entry and audio)")
+    rm.add_argument("data_dir")
+    rm.add_argument("clip_id", nargs="+")
+    rm.set_defaults(func=cmd_data_delete)
+    chk = data_sub.add_parser("check", help="report missing and orphan audio files")
+    chk.add_argument("data_dir")
+    chk.set_defaults(func=cmd_data_check)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="wakeword", description="Make and run your own wake-word detector.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    planned = {
+        "synth": ("TTS positives, confusable and generic negatives", "speech synthesis"),
+        "train": ("train a detector from a YAML recipe", "the trainer"),
+        "evaluate": ("FRR, FA/h and DET curve of a model", "evaluation"),
+        "score": ("CSV of scores per hop for an audio file", "streaming scoring"),
+        "detect": ("detection events for an audio file, JSON lines", "streaming detection"),
+        "listen": ("detect live from the microphone", "the microphone source"),
+        "compare": ("the three families over growing training-set sizes", "the comparison experiment"),
+        "mine": ("false triggers from long negative audio, as negatives", "hard-negative mining"),
+    }
+    for name, (help_text, capability) in planned.items():
+        stub = sub.add_parser(name, help=f"{help_text} (not built yet)", add_help=False)
+        stub.add_argument("rest", nargs=argparse.REMAINDER)
+        stub.set_defaults(func=_missing(capability))
+    _add_data_commands(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (CommandError, AudioError, ManifestError, FileNotFoundError) as error:
+        print(f"wakeword {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""What every detector family shares: its self-describing config and the scoring interface.
+
+A detector maps fixed windows of audio to one logit per wake word. Streaming, scoring, evaluation,
+the app and the trainer use only this interface, so every family is measured by the same code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+
+from wakeword.audio import HOP_SECONDS, SAMPLE_RATE, WINDOW_SECONDS, seconds_to_samples
+
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """Everything needed to rebuild a detector besides its weights (saved as config.json)."""
+
+    family: str
+    wake_words: tuple[str, ...]
+    window_seconds: float = WINDOW_SECONDS
+    hop_seconds: float = HOP_SECONDS
+    sample_rate: int = SAMPLE_RATE
+    encoder: dict[str, Any] = field(default_factory=dict)  # {name, revision, trainable}
+    head: dict[str, Any] = field(default_factory=dict)  # family-specific architecture settings
+    thresholds: dict[str, float] = field(default_factory=dict)  # per word, on the probability scale
+    calibration: dict[str, Any] = field(default_factory=dict)  # {target_fa_per_hour, measured_on, ...}
+    training: dict[str, Any] = field(default_factory=dict)  # {recipe, data counts, metrics}
+    format_version: int = FORMAT_VERSION
+
+    def __post_init__(self) -> None:
+        if not self.wake_words:
+            raise ValueError("a detector needs at least one wake word")
+        if self.sample_rate != SAMPLE_RATE:
+            raise ValueError(f"sample_rate must be {SAMPLE_RATE}, got {self.sample_rate}")
+        if not 0 < self.hop_seconds <= self.window_seconds:
+            raise ValueError("need 0 < hop_seconds <= window_seconds")
+
+    @property
+    def window_samples(self) -> int:
+        return seconds_to_samples(self.window_seconds)
+
+    @property
+    def hop_samples(self) -> int:
+        return seconds_to_samples(self.hop_seconds)
+
+    def threshold(self, word: str) -> float:
+        return float(self.thresholds.get(word, 0.5))
+
+    def replace(self, **changes: Any) -> DetectorConfig:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["wake_words"] = list(self.wake_words)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DetectorConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown config key(s) {unknown}")
+        return cls(**{**data, "wake_words": tuple(data["wake_words"])})
+
+
+class Detector(torch.nn.Module):
+    """Base class of all families. Subclasses set `family` and implement `forward`."""
+
+    family: ClassVar[str] = ""
+
+    def __init__(self, config: DetectorConfig) -> None:
+        super().__init__()
+        self.config = config
+
+    @property
+    def wake_words(self) -> tuple[str, ...]:
+        return self.config.wake_words
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        """audio: (batch, window_samples) float32 16 kHz -> logits (batch, n_words)."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def score(self, audio: torch.Tensor) -> torch.Tensor:
+        """Probabilities in [0, 1], (batch, n_words), for windows of audio (batch, window_samples)."""
+        was_training = self.training
+        self.eval()
+        try:
+            return torch.sigmoid(self(audio))
+        finally:
+            self.train(was_training)
