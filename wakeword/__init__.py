@@ -7,7 +7,7 @@ __version__ = "0.1.0"
 __all__ = ["SAMPLE_RATE", "AudioError", "Clip", "DataSet", "ManifestError", "load_audio", "load_detector"]
 
 
-def load_detector(path):  # noqa: ANN001, ANN201 - re-exported lazily so `import wakeword` stays light
+def load_detector(path):
     """Rebuild a saved detector from its model directory (config.json + model.safetensors)."""
     from wakeword.checkpoint import load_detector as _load
 

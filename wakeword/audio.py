@@ -67,9 +67,7 @@ def resample(audio: np.ndarray, orig_rate: int, target_rate: int = SAMPLE_RATE) 
         return audio.astype(np.float32, copy=False)
     import librosa
 
-    return librosa.resample(audio, orig_sr=orig_rate, target_sr=target_rate, res_type="soxr_hq").astype(
-        np.float32
-    )
+    return librosa.resample(audio, orig_sr=orig_rate, target_sr=target_rate, res_type="soxr_hq").astype(np.float32)
 
 
 def load_audio(source: AudioSource, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
@@ -123,4 +121,4 @@ def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int = S
 
 
 def seconds_to_samples(seconds: float, sample_rate: int = SAMPLE_RATE) -> int:
-    return int(round(seconds * sample_rate))
+    return round(seconds * sample_rate)

@@ -29,7 +29,7 @@ def _labels(items: Sequence[str]) -> dict[str, int]:
 def cmd_data_import(args: argparse.Namespace) -> int:
     dataset = DataSet.create(args.to)
     report = dataset.import_folder(args.dir, _labels(args.label), source=args.source, speaker=args.speaker)
-    for path, reason in report.failed:
+    for _path, reason in report.failed:
         print(f"skipped {reason}", file=sys.stderr)
     print(f"imported {len(report.added)} clip(s) into {dataset.root}; {len(report.failed)} file(s) skipped")
     return 1 if report.failed else 0
@@ -79,7 +79,9 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
     imp = data_sub.add_parser("import", help="add a folder of real recordings with a label")
     imp.add_argument("dir", help="folder of audio files (searched recursively)")
     imp.add_argument("--to", required=True, help="data set folder (created if missing)")
-    imp.add_argument("--label", action="append", required=True, help='wake word, e.g. "hey computer" or "hey computer=0"')
+    imp.add_argument(
+        "--label", action="append", required=True, help='wake word, e.g. "hey computer" or "hey computer=0"'
+    )
     imp.add_argument("--source", default="recorded", choices=["recorded", "corpus"])
     imp.add_argument("--speaker", default=None, help="speaker for all files (default: each file's folder name)")
     imp.set_defaults(func=cmd_data_import)

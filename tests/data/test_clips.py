@@ -1,0 +1,140 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from wakeword.audio import SAMPLE_RATE
+from wakeword.data.clips import Clip, DataSet, ManifestError, read_manifest
+
+
+def beep(seconds: float = 0.5) -> np.ndarray:
+    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    return (0.3 * np.sin(2 * np.pi * 500 * t)).astype(np.float32)
+
+
+def test_round_trip(tmp_path):
+    dataset = DataSet.create(tmp_path / "ds")
+    clip = dataset.add_audio(beep(), {"Hey  Computer": 1}, speaker="alice", text="hey computer", meta={"k": 2})
+    again = DataSet(tmp_path / "ds").get(clip.id)
+    assert again == clip
+    assert again.labels == {"hey computer": 1}
+    assert again.duration_seconds == pytest.approx(0.5)
+    np.testing.assert_allclose(dataset.load(again), beep(), atol=1e-4)
+
+
+def test_ids_unique_and_duplicate_rejected(tmp_path):
+    dataset = DataSet.create(tmp_path)
+    ids = {dataset.add_audio(beep(0.1), {"w": 0}).id for _ in range(20)}
+    assert len(ids) == 20
+    with pytest.raises(ManifestError, match="already present"):
+        dataset.add_audio(beep(0.1), {"w": 0}, clip_id=next(iter(ids)))
+    assert len(dataset) == 20
+
+
+def test_records_are_immutable_and_replace_returns_new(tmp_path):
+    clip = Clip("a", "audio/a.wav", {"w": 1}, "recorded")
+    changed = clip.replace(source="augmented")
+    assert clip.source == "recorded" and changed.source == "augmented"
+    with pytest.raises(AttributeError):
+        clip.source = "synth"
+
+
+def test_bad_labels_and_source_rejected():
+    with pytest.raises(ValueError, match="source"):
+        Clip("a", "audio/a.wav", {"w": 1}, "downloaded")
+    with pytest.raises(ValueError, match="0 or 1"):
+        Clip("a", "audio/a.wav", {"w": 2}, "recorded")
+
+
+def test_corrupt_line_reported_with_line_number(tmp_path):
+    dataset = DataSet.create(tmp_path)
+    dataset.add_audio(beep(0.1), {"w": 1})
+    with open(dataset.manifest_path, "a") as handle:
+        handle.write('{"id": "x", "path": "audio/x.wav", "labels": {"w": 1}\n')
+    with pytest.raises(ManifestError, match=r"clips\.jsonl:2: corrupt"):
+        dataset.clips()
+
+
+def test_unknown_field_is_an_error_not_dropped(tmp_path):
+    path = tmp_path / "clips.jsonl"
+    record = {"id": "a", "path": "audio/a.wav", "labels": {"w": 1}, "source": "recorded", "colour": "red"}
+    path.write_text(json.dumps(record) + "\n")
+    with pytest.raises(ManifestError, match=r":1: .*colour"):
+        read_manifest(path)
+
+
+def test_delete_removes_entry_and_audio(tmp_path):
+    dataset = DataSet.create(tmp_path)
+    keep, gone = dataset.add_audio(beep(0.1), {"w": 1}), dataset.add_audio(beep(0.1), {"w": 0})
+    dataset.delete(gone.id)
+    assert [c.id for c in dataset.clips()] == [keep.id]
+    assert not dataset.audio_path(gone).exists() and dataset.audio_path(keep).exists()
+    with pytest.raises(KeyError):
+        dataset.delete(gone.id)
+
+
+def test_import_folder_reports_bad_files_and_keeps_speakers(tmp_path):
+    src = tmp_path / "src"
+    for speaker in ("ann", "bob"):
+        (src / speaker).mkdir(parents=True)
+        sf.write(src / speaker / "1.flac", np.stack([beep(), beep()], 1), 48000)
+    (src / "bob" / "broken.wav").write_bytes(b"RIFF....WAVEfmt nonsense")
+    dataset = DataSet.create(tmp_path / "ds")
+    report = dataset.import_folder(src, {"hey computer": 1})
+    assert sorted(c.speaker for c in report.added) == ["ann", "bob"]
+    assert len(report.failed) == 1 and "broken.wav" in report.failed[0][0]
+    assert all(c.source == "recorded" for c in dataset.clips())
+    assert dataset.clips()[0].duration_seconds == pytest.approx(0.5 * SAMPLE_RATE / 48000, abs=1e-3)
+
+
+def test_interrupted_write_leaves_old_manifest(tmp_path):
+    dataset = DataSet.create(tmp_path)
+    first = dataset.add_audio(beep(0.1), {"w": 1})
+    before = dataset.manifest_path.read_bytes()
+    # meta that JSON cannot encode makes the write fail half-way through building the new manifest
+    with pytest.raises(TypeError):
+        dataset.add_audio(beep(0.1), {"w": 1}, meta={"bad": object()})
+    assert dataset.manifest_path.read_bytes() == before
+    assert [c.id for c in dataset.clips()] == [first.id]
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    assert dataset.check() == []  # the failed clip's audio was removed too
+
+
+def test_check_reports_missing_audio_by_clip_id(tmp_path):
+    dataset = DataSet.create(tmp_path)
+    clip = dataset.add_audio(beep(0.1), {"w": 1})
+    dataset.audio_path(clip).unlink()
+    assert dataset.check() == [f"clip {clip.id}: missing audio file {clip.path}"]
+    with pytest.raises(ManifestError, match=clip.id):
+        dataset.load(clip)
+
+
+WRITER = textwrap.dedent(
+    """
+    import sys, numpy as np
+    from wakeword.data.clips import DataSet
+    dataset = DataSet(sys.argv[1])
+    while True:
+        dataset.add_audio(np.zeros(1600, np.float32), {"w": 0}, meta={"pad": "x" * 2000})
+    """
+)
+
+
+def test_killed_writer_never_corrupts_manifest(tmp_path):
+    """SIGKILL a process in the middle of adding clips, several times: the manifest always parses."""
+    dataset = DataSet.create(tmp_path)
+    for attempt in range(4):
+        proc = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path)])
+        time.sleep(1.5 + 0.37 * attempt)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        clips = dataset.clips()
+        assert all(dataset.audio_path(c).exists() for c in clips)
+    assert len(clips) > 0
