@@ -95,3 +95,18 @@ class Detector(torch.nn.Module):
             return torch.sigmoid(self(audio))
         finally:
             self.train(was_training)
+
+
+def masked_bce(
+    logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor, pos_weight: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Binary cross-entropy over the labels a clip has (multi-task learning with partial labels).
+
+    logits, labels, mask: (batch, n_words); mask is 1 where the clip is labelled for that word.
+    pos_weight: (n_words,) weight of positive examples (class balancing). Returns a scalar: the mean
+    over labelled entries, so an unlabelled word contributes neither loss nor gradient.
+    """
+    losses = torch.nn.functional.binary_cross_entropy_with_logits(
+        logits, labels, pos_weight=pos_weight, reduction="none"
+    )
+    return (losses * mask).sum() / mask.sum().clamp(min=1.0)

@@ -1,0 +1,67 @@
+"""The new, randomly initialised detection head that sits on a pretrained encoder.
+
+The encoder's old output layer (Whisper's text decoder) is gone; this head turns its frame features
+into one logit per wake word. Attention pooling lets each word's output look at the frames where the
+word is; max pooling keeps a short, loud piece of evidence from being averaged away.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class HeadSettings:
+    """Architecture of the detection head (saved under `head` in config.json)."""
+
+    hidden: tuple[int, ...] = (256, 128)  # widths of the hidden layers: "multi-layer" is the point
+    dropout: float = 0.2  # between hidden layers; little data overfits a head quickly
+    n_attention_heads: int = 4  # attention-pooling queries over frames
+
+    @classmethod
+    def from_dict(cls, data: dict) -> HeadSettings:
+        unknown = set(data) - {"hidden", "dropout", "n_attention_heads"}
+        if unknown:
+            raise ValueError(f"unknown head setting(s) {sorted(unknown)}")
+        data = {**data, "hidden": tuple(data["hidden"])} if "hidden" in data else dict(data)
+        return cls(**data)
+
+    def to_dict(self) -> dict:
+        return {"hidden": list(self.hidden), "dropout": self.dropout, "n_attention_heads": self.n_attention_heads}
+
+
+class AttentionPool(nn.Module):
+    """(batch, n_frames, dim) -> (batch, n_queries * dim): softmax-weighted sums over frames."""
+
+    def __init__(self, dim: int, n_queries: int) -> None:
+        super().__init__()
+        self.scores = nn.Linear(dim, n_queries)
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        weights = self.scores(frames).softmax(dim=1)  # (batch, n_frames, n_queries)
+        pooled = torch.einsum("btq,btd->bqd", weights, frames)
+        return pooled.flatten(1)
+
+
+class DetectionHead(nn.Module):
+    """Frame features (batch, n_frames, dim) -> logits (batch, n_words)."""
+
+    def __init__(self, dim: int, n_words: int, settings: HeadSettings = HeadSettings()) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.pool = AttentionPool(dim, settings.n_attention_heads)
+        layers: list[nn.Module] = []
+        width = dim * (settings.n_attention_heads + 1)  # attention pools + max pool
+        for hidden in settings.hidden:
+            layers += [nn.Linear(width, hidden), nn.GELU(), nn.Dropout(settings.dropout)]
+            width = hidden
+        layers.append(nn.Linear(width, n_words))
+        self.mlp = nn.Sequential(*layers)
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        frames = self.norm(frames)
+        pooled = torch.cat([self.pool(frames), frames.amax(dim=1)], dim=1)
+        return self.mlp(pooled)

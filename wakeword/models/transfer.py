@@ -1,0 +1,76 @@
+"""Family `transfer`: a pretrained speech-recognition encoder + a new multi-layer detection head.
+
+Freeze strategies (config.encoder["trainable"]):
+- "head":  encoder frozen, only the new head learns. Encoder outputs can be cached, so training takes
+           seconds. Use with little data (a few to a few dozen real clips): the seeds' rule.
+- "top-k": the last `top_k` encoder layers learn too. Use with hundreds of clips.
+- "full":  everything is fine-tuned. Use with thousands of clips, or the head overfits the encoder.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from wakeword.encoders import build_encoder
+from wakeword.models.base import Detector, DetectorConfig, masked_bce
+from wakeword.models.head import DetectionHead, HeadSettings
+
+FREEZE_STRATEGIES = ("head", "top-k", "full")
+
+
+class TransferDetector(Detector):
+    family = "transfer"
+
+    def __init__(self, config: DetectorConfig, encoder: torch.nn.Module | None = None) -> None:
+        super().__init__(config)
+        trainable = config.encoder.get("trainable", "head")
+        if trainable not in FREEZE_STRATEGIES:
+            raise ValueError(f"encoder.trainable must be one of {FREEZE_STRATEGIES}, got {trainable!r}")
+        if "name" not in config.encoder:
+            raise ValueError("transfer detector config needs encoder.name (e.g. 'whisper-tiny.en')")
+        self.encoder = encoder or build_encoder(config.encoder["name"], config.encoder.get("revision"))
+        self.encoder.set_trainable(trainable, int(config.encoder.get("top_k", 0)))
+        self.head = DetectionHead(self.encoder.dim, len(config.wake_words), HeadSettings.from_dict(config.head))
+
+    @property
+    def encoder_frozen(self) -> bool:
+        """True when encoder outputs can be computed once and cached for training the head."""
+        return self.config.encoder.get("trainable", "head") == "head"
+
+    def encode(self, audio: torch.Tensor) -> torch.Tensor:
+        """audio (batch, n_samples) -> encoder frames (batch, n_frames, dim)."""
+        if self.encoder_frozen:
+            self.encoder.eval()  # dropout off in a frozen encoder, even while the head trains
+            with torch.no_grad():
+                return self.encoder(audio)
+        return self.encoder(audio)
+
+    def forward_features(self, frames: torch.Tensor) -> torch.Tensor:
+        """Encoder frames (batch, n_frames, dim) -> logits (batch, n_words)."""
+        return self.head(frames)
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        """audio (batch, n_samples), or cached encoder frames (batch, n_frames, dim) -> logits (batch, n_words).
+
+        Accepting frames here (not only in forward_features) keeps cached-feature training going through
+        forward(), which distributed wrappers (DDP) need to synchronise gradients."""
+        frames = inputs if inputs.dim() == 3 else self.encode(inputs)
+        return self.forward_features(frames)
+
+    def saved_state(self) -> dict[str, torch.Tensor]:
+        """What the model directory stores: only the head when the pretrained encoder was not changed
+        (the encoder is rebuilt from config.encoder), everything otherwise."""
+        state = self.state_dict()
+        if self.encoder_frozen:
+            state = {k: v for k, v in state.items() if k.startswith("head.")}
+        return state
+
+
+def build_model(config: DetectorConfig) -> TransferDetector:
+    return TransferDetector(config)
+
+
+def compute_loss(model: TransferDetector, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Masked BCE; the batch holds either raw `audio` or cached encoder `features`."""
+    logits = model(batch["features"] if "features" in batch else batch["audio"])
+    return masked_bce(logits, batch["labels"], batch["mask"], batch.get("pos_weight"))

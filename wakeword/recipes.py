@@ -1,0 +1,170 @@
+"""Recipe schema: frozen dataclasses loaded from YAML. Recipes are data; one trainer runs them all.
+
+Unknown keys are errors naming the key; values marked REQUIRED have no sensible default and must be
+given (audiocraft's `???`). `--set section.key=value` overrides any value, parsed as YAML.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from wakeword.audio import HOP_SECONDS, WINDOW_SECONDS
+
+REQUIRED: Any = "???"
+
+
+class RecipeError(ValueError):
+    """A recipe that cannot run: the message names the file and the key."""
+
+
+def _help(text: str, default: Any = dataclasses.MISSING, factory: Any = dataclasses.MISSING) -> Any:
+    if factory is not dataclasses.MISSING:
+        return field(default_factory=factory, metadata={"help": text})
+    return field(default=default, metadata={"help": text})
+
+
+@dataclass(frozen=True)
+class SynthSpec:
+    n_positives: int = _help("synthetic clips of each wake word", 300)
+    n_confusables: int = _help('near-miss negatives per wake word ("hey commuter")', 150)
+    n_generic: int = _help("random negative words and sentences", 150)
+    out: str = _help("data-set folder for the synthetic clips (reused when it already holds them)", REQUIRED)
+    qc: bool = _help("drop synthetic positives whose ASR transcript misses the wake word", True)
+    seed: int = _help("random seed of voices and texts", 0)
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    train: tuple[str, ...] = _help("data-set folders (recorded, corpus or synthetic clips)", ())
+    synth: SynthSpec | None = _help("generate synthetic speech first (omit to use only `train`)", None)
+    hard_negatives: tuple[str, ...] = _help("data-set folders of mined false triggers", ())
+    hard_negative_weight: float = _help("loss weight of a mined negative relative to other clips", 2.0)
+    noise_dirs: tuple[str, ...] = _help("folders of background noise for augmentation", ())
+    rir_dirs: tuple[str, ...] = _help("folders of room impulse responses for augmentation", ())
+    val_fraction: float = _help("share of speaker/session groups kept for validation", 0.15)
+    test_fraction: float = _help("share of groups held out for the final FRR / FA/h report", 0.15)
+    max_real_clips: int | None = _help("use at most this many recorded/corpus positives (learning curves)", None)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    family: str = _help("transfer | e2e | phoneme", REQUIRED)
+    encoder: str = _help(
+        "pretrained encoder for `transfer`: whisper-tiny.en, speech-embedding, a folder or HF id", "whisper-tiny.en"
+    )
+    revision: str | None = _help("Hugging Face revision of the encoder", None)
+    trainable: str = _help("transfer freeze strategy: head (little data) | top-k | full (much data)", "head")
+    top_k: int = _help("encoder layers trained when trainable is top-k", 2)
+    head: dict[str, Any] = _help("family-specific architecture settings", factory=dict)
+    window_seconds: float = _help("detector window", WINDOW_SECONDS)
+    hop_seconds: float = _help("streaming score interval", HOP_SECONDS)
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    epochs: int = _help("passes over the training windows", 30)
+    batch_size: int = _help("windows per step", 64)
+    lr: float = _help("AdamW peak learning rate", 1e-3)
+    weight_decay: float = _help("AdamW weight decay", 0.01)
+    warmup_fraction: float = _help("share of steps with linear warm-up before cosine decay", 0.05)
+    patience: int = _help("epochs without validation improvement before stopping", 6)
+    seed: int = _help("seed for splits, augmentation, initialisation and batches", 0)
+    n_views: int = _help("augmented copies of each clip per epoch (cached once when the encoder is frozen)", 2)
+    augment: dict[str, Any] = _help("augmentation settings (see wakeword.data.augment.AugmentSettings)", factory=dict)
+    max_steps: int | None = _help("stop after this many optimizer steps (smoke tests)", None)
+
+
+@dataclass(frozen=True)
+class EvalSpec:
+    target_fa_per_hour: float = _help("the threshold is calibrated to this many false accepts per hour", 1.0)
+    refractory_seconds: float = _help("after a detection, no new one for this long", 1.0)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str = _help("recipe name, recorded in the model config", REQUIRED)
+    wake_words: tuple[str, ...] = _help("the wake word(s); several share one network", REQUIRED)
+    model: ModelSpec = _help("which family and architecture", factory=ModelSpec)
+    data: DataSpec = _help("where the clips come from", factory=DataSpec)
+    train: TrainSpec = _help("optimisation", factory=TrainSpec)
+    evaluate: EvalSpec = _help("calibration and evaluation", factory=EvalSpec)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _dataclass_of(annotation: Any) -> type | None:
+    if dataclasses.is_dataclass(annotation):
+        return annotation
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        return next((a for a in typing.get_args(annotation) if dataclasses.is_dataclass(a)), None)
+    return None
+
+
+def build_dataclass(cls: type, data: Any, where: str = "") -> Any:
+    """Build a (nested) frozen dataclass from plain data; unknown or missing keys raise RecipeError."""
+    if not isinstance(data, dict):
+        raise RecipeError(f"{where or 'recipe'}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise RecipeError(f"unknown key {where}{unknown[0]!r} (known: {', '.join(sorted(names))})")
+    values = {}
+    for f in dataclasses.fields(cls):
+        key = f"{where}{f.name}"
+        if f.name in data:
+            value = data[f.name]
+            sub = _dataclass_of(hints[f.name])
+            if sub is not None and value is not None:
+                value = build_dataclass(sub, value, f"{key}.")
+            elif isinstance(value, list):
+                value = tuple(value)
+            values[f.name] = value
+        elif f.default is REQUIRED:
+            raise RecipeError(f"missing required key {key!r}: {f.metadata.get('help', '')}")
+    built = cls(**values)
+    for f in dataclasses.fields(cls):
+        if getattr(built, f.name) is REQUIRED:
+            raise RecipeError(f"missing required key {where}{f.name!r}: {f.metadata.get('help', '')}")
+    return built
+
+
+def apply_overrides(data: dict[str, Any], overrides: typing.Sequence[str]) -> dict[str, Any]:
+    """`["train.lr=0.01", "wake_words=[a, b]"]` -> a new dict with those values (parsed as YAML)."""
+    data = yaml.safe_load(yaml.safe_dump(data)) or {}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise RecipeError(f"--set {item!r}: expected key=value")
+        *parents, leaf = key.split(".")
+        node = data
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise RecipeError(f"--set {item!r}: {part!r} is not a section")
+        node[leaf] = yaml.safe_load(raw)
+    return data
+
+
+def load_recipe(path: str | Path, overrides: typing.Sequence[str] = ()) -> Recipe:
+    """Read a YAML recipe, apply `--set` overrides, validate. Errors name the file and the key."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as error:
+        raise RecipeError(f"{path}: cannot read recipe ({error})") from None
+    try:
+        recipe = build_dataclass(Recipe, apply_overrides(data, overrides))
+    except (RecipeError, TypeError) as error:
+        raise RecipeError(f"{path}: {error}") from None
+    if isinstance(recipe.wake_words, str):
+        recipe = dataclasses.replace(recipe, wake_words=(recipe.wake_words,))
+    return recipe

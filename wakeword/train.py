@@ -1,0 +1,248 @@
+"""ONE trainer for every trainable family: the family supplies build_model and compute_loss.
+
+AdamW with warm-up + cosine decay, class weighting, validation split by speaker/session group, early
+stopping on validation loss with the best weights kept, resume after interruption from a training
+state saved each epoch (safetensors + JSON, never pickle), seeded, tqdm progress, metrics per epoch.
+Several processes or GPUs through Accelerate: `accelerate launch -m wakeword.cli train ...`.
+When the encoder is frozen, encoder outputs are computed once (n_views augmented copies per clip) and
+the head trains on the cache, which takes seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from accelerate.utils import DataLoaderConfiguration
+from safetensors.torch import load_file, save_file
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+from tqdm.auto import tqdm
+
+from wakeword.recipes import TrainSpec
+
+STATE_DIR = "training-state"
+LossFn = Callable[[torch.nn.Module, dict[str, torch.Tensor]], torch.Tensor]
+
+
+@dataclass
+class FitResult:
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int = -1
+    best_val_loss: float = math.inf
+    resumed_from_epoch: int | None = None
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, n_steps: int, warmup_fraction: float):
+    """Linear warm-up for `warmup_fraction` of the steps, then cosine decay to 5% of the peak."""
+    n_warmup = max(1, int(n_steps * warmup_fraction))
+
+    def factor(step: int) -> float:
+        if step < n_warmup:
+            return (step + 1) / n_warmup
+        progress = min(1.0, (step - n_warmup) / max(1, n_steps - n_warmup))
+        return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def positive_weight(labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """n_negative / n_positive per word over labelled windows, to balance rare positives.
+
+    labels, mask: (n_windows, n_words). Returns (n_words,), clamped to [0.1, 100].
+    """
+    n_pos = (labels * mask).sum(0)
+    n_neg = ((1 - labels) * mask).sum(0)
+    return (n_neg / n_pos.clamp(min=1)).clamp(min=0.1, max=100.0)
+
+
+@torch.no_grad()
+def cache_features(
+    encode: Callable[[torch.Tensor], torch.Tensor], dataset: Dataset, n_views: int, batch_size: int, desc: str
+) -> TensorDataset:
+    """Run a frozen encoder once over `n_views` passes of `dataset` (each pass augmented differently).
+
+    Returns a TensorDataset of (features (N, n_frames, dim) float16, labels (N, n_words), mask, weight).
+    """
+    feats, labels, masks, weights = [], [], [], []
+    for view in range(n_views):
+        if hasattr(dataset, "set_epoch"):
+            dataset.set_epoch(view)
+        for batch in tqdm(DataLoader(dataset, batch_size=batch_size), desc=f"{desc} view {view + 1}/{n_views}"):
+            feats.append(encode(batch["audio"]).to(torch.float16))  # half the memory; the head sees float32
+            labels.append(batch["labels"])
+            masks.append(batch["mask"])
+            weights.append(batch.get("weight", torch.ones(len(batch["labels"]))))
+    return TensorDataset(torch.cat(feats), torch.cat(labels), torch.cat(masks), torch.cat(weights))
+
+
+def _as_batch(item: Any) -> dict[str, torch.Tensor]:
+    if isinstance(item, dict):
+        if "weight" in item:  # per-clip loss weight (mined hard negatives) scales that clip's mask
+            return {**item, "mask": item["mask"] * item["weight"][:, None]}
+        return item
+    features, labels, mask, weight = item
+    return {"features": features.float(), "labels": labels, "mask": mask * weight[:, None]}
+
+
+def _state_tensors(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:
+    """Flatten model + optimizer state to safetensors-compatible tensors and JSON-compatible rest."""
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    opt = optimizer.state_dict()
+    for index, values in opt["state"].items():
+        for name, value in values.items():
+            tensor = value if torch.is_tensor(value) else torch.tensor(value)
+            tensors[f"optim.{index}.{name}"] = tensor.detach().cpu().contiguous()
+    tensors["rng.torch"] = torch.get_rng_state()
+    return tensors, {"param_groups": opt["param_groups"]}
+
+
+def save_training_state(
+    state_dir: Path, model: torch.nn.Module, optimizer, scheduler, epoch: int, result: FitResult, best: dict
+) -> None:
+    tensors, rest = _state_tensors(model, optimizer)
+    tensors.update({f"best.{k}": v.contiguous() for k, v in best.items()})
+    staging = state_dir.with_name(state_dir.name + ".tmp")
+    staging.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, staging / "state.safetensors")
+    meta = {
+        "epoch": epoch,
+        "scheduler": scheduler.state_dict(),
+        "history": result.history,
+        "best_epoch": result.best_epoch,
+        "best_val_loss": result.best_val_loss,
+        "numpy_rng": [x.tolist() if isinstance(x, np.ndarray) else x for x in np.random.get_state()],
+        "python_rng": random.getstate(),
+        **rest,
+    }
+    (staging / "state.json").write_text(json.dumps(meta), encoding="utf-8")
+    if state_dir.exists():
+        for child in state_dir.iterdir():
+            child.unlink()
+        state_dir.rmdir()
+    staging.rename(state_dir)
+
+
+def load_training_state(state_dir: Path, model: torch.nn.Module, optimizer, scheduler) -> tuple[int, FitResult, dict]:
+    """Restore what save_training_state wrote; returns (next epoch, result so far, best weights)."""
+    tensors = load_file(state_dir / "state.safetensors")
+    meta = json.loads((state_dir / "state.json").read_text(encoding="utf-8"))
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    opt_state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        if key.startswith("optim."):
+            _, index, name = key.split(".", 2)
+            opt_state.setdefault(int(index), {})[name] = value
+    optimizer.load_state_dict({"state": opt_state, "param_groups": meta["param_groups"]})
+    scheduler.load_state_dict(meta["scheduler"])
+    torch.set_rng_state(tensors["rng.torch"])
+    np_state = meta["numpy_rng"]
+    np.random.set_state((np_state[0], np.array(np_state[1], dtype=np.uint32), *np_state[2:]))
+    random.setstate((meta["python_rng"][0], tuple(meta["python_rng"][1]), meta["python_rng"][2]))
+    result = FitResult(meta["history"], meta["best_epoch"], meta["best_val_loss"], meta["epoch"])
+    best = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")}
+    return meta["epoch"] + 1, result, best
+
+
+def _trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    names = {n for n, p in model.named_parameters() if p.requires_grad}
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items() if k in names or "running_" in k}
+
+
+@torch.no_grad()
+def _validate(model, compute_loss: LossFn, loader, accelerator: Accelerator, pos_weight) -> float:
+    model.eval()
+    losses = []
+    for item in loader:
+        batch = {**_as_batch(item), "pos_weight": pos_weight}
+        losses.append(accelerator.gather_for_metrics(compute_loss(model, batch).reshape(1)))
+    model.train()
+    return float(torch.cat(losses).mean()) if losses else math.inf
+
+
+def fit(
+    model: torch.nn.Module,
+    compute_loss: LossFn,
+    train_set: Dataset,
+    val_set: Dataset,
+    spec: TrainSpec,
+    state_dir: Path | None = None,
+    pos_weight: torch.Tensor | None = None,
+    on_epoch_end: Callable[[dict[str, float]], None] | None = None,
+) -> FitResult:
+    """Train `model` in place and leave it with its best-validation weights.
+
+    Items of the data sets are dicts (audio, labels, mask[, weight]) or cached-feature tuples.
+    state_dir: where the per-epoch training state goes; an existing one is resumed.
+    on_epoch_end: called with each epoch's metrics after its state is saved (progress bars, the app).
+    """
+    accelerator = Accelerator(
+        cpu=not torch.cuda.is_available(), dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True)
+    )
+    seed_everything(spec.seed)
+    generator = torch.Generator().manual_seed(spec.seed)
+    train_loader = DataLoader(train_set, batch_size=spec.batch_size, shuffle=True, generator=generator, drop_last=False)
+    val_loader = DataLoader(val_set, batch_size=spec.batch_size)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=spec.lr, weight_decay=spec.weight_decay)
+    n_steps = spec.max_steps or spec.epochs * max(1, math.ceil(len(train_set) / spec.batch_size))
+    scheduler = build_scheduler(optimizer, n_steps, spec.warmup_fraction)
+    model, optimizer, train_loader, val_loader, scheduler = accelerator.prepare(
+        model, optimizer, train_loader, val_loader, scheduler
+    )
+    pos_weight = None if pos_weight is None else pos_weight.to(accelerator.device)
+    start, result, best = 0, FitResult(), {}
+    if state_dir is not None and (state_dir / "state.json").exists():
+        start, result, best = load_training_state(state_dir, accelerator.unwrap_model(model), optimizer, scheduler)
+    step = start * len(train_loader)
+    for epoch in range(start, spec.epochs):
+        train_loader.set_epoch(epoch)
+        model.train()
+        total, count = 0.0, 0
+        bar = tqdm(
+            train_loader, desc=f"epoch {epoch + 1}/{spec.epochs}", disable=not accelerator.is_main_process, leave=False
+        )
+        for item in bar:
+            loss = compute_loss(model, {**_as_batch(item), "pos_weight": pos_weight})
+            optimizer.zero_grad()
+            accelerator.backward(loss)
+            optimizer.step()
+            scheduler.step()
+            total, count, step = total + float(loss.detach()), count + 1, step + 1
+            bar.set_postfix(loss=f"{total / count:.4f}")
+            if spec.max_steps and step >= spec.max_steps:
+                break
+        val_loss = _validate(model, compute_loss, val_loader, accelerator, pos_weight)
+        result.history.append({"epoch": epoch, "train_loss": total / max(count, 1), "val_loss": val_loss})
+        if val_loss < result.best_val_loss or not best:
+            result.best_epoch, result.best_val_loss = epoch, val_loss
+            best = _trainable_state(accelerator.unwrap_model(model))
+        if accelerator.is_main_process:
+            print(f"epoch {epoch + 1}: train loss {total / max(count, 1):.4f}, val loss {val_loss:.4f}")
+            if state_dir is not None:
+                save_training_state(
+                    state_dir, accelerator.unwrap_model(model), optimizer, scheduler, epoch, result, best
+                )
+        accelerator.wait_for_everyone()
+        if on_epoch_end is not None:
+            on_epoch_end(result.history[-1])
+        stop = epoch - result.best_epoch >= spec.patience or bool(spec.max_steps and step >= spec.max_steps)
+        if stop:
+            break
+    unwrapped = accelerator.unwrap_model(model)
+    unwrapped.load_state_dict(best, strict=False)
+    accelerator.free_memory()
+    return result
