@@ -5,7 +5,7 @@ from torch.utils.data import TensorDataset
 
 from wakeword.models.base import masked_bce
 from wakeword.recipes import TrainSpec
-from wakeword.train import build_scheduler, fit, positive_weight
+from wakeword.train import build_scheduler, fit
 
 
 class TinyHead(torch.nn.Module):
@@ -50,12 +50,6 @@ def test_masked_bce_ignores_unlabelled_words_by_hand():
     logits.requires_grad_()
     masked_bce(logits, labels, torch.tensor([[1.0, 0.0]])).backward()
     assert logits.grad[0, 1] == 0
-
-
-def test_positive_weight_balances_by_hand():
-    labels = torch.tensor([[1.0, 0.0], [0.0, 0.0], [0.0, 1.0], [0.0, 0.0]])
-    mask = torch.tensor([[1.0, 1.0], [1.0, 1.0], [1.0, 1.0], [1.0, 0.0]])
-    torch.testing.assert_close(positive_weight(labels, mask), torch.tensor([3.0, 2.0]))
 
 
 def test_scheduler_warms_up_then_decays():

@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 
 from wakeword.audio import AudioError
 from wakeword.data.clips import DataSet, ManifestError
+from wakeword.recipes import RecipeError
 
 
 class CommandError(Exception):
@@ -66,6 +67,21 @@ def cmd_data_check(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from wakeword.pipeline import train_recipe
+    from wakeword.recipes import load_recipe
+
+    report = train_recipe(load_recipe(args.recipe, args.set), args.out)
+    for word, result in report.words.items():
+        auc = "n/a" if result.roc_auc is None else f"{result.roc_auc:.3f}"
+        print(
+            f"{word}: FRR {result.frr:.1%} at {result.fa_per_hour:.2f} FA/h (threshold {result.threshold:.3f}, "
+            f"ROC AUC {auc}; held-out: {result.n_positive} positives, {result.negative_hours * 60:.1f} min negatives)"
+        )
+    print(f"model saved to {report.model_dir} ({report.seconds:.0f} s)")
+    return 0
+
+
 def _missing(capability: str) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         raise CommandError(f"'{args.command}' is not available yet: {capability} is not built in this version")
@@ -103,7 +119,6 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     planned = {
         "synth": ("TTS positives, confusable and generic negatives", "speech synthesis"),
-        "train": ("train a detector from a YAML recipe", "the trainer"),
         "evaluate": ("FRR, FA/h and DET curve of a model", "evaluation"),
         "score": ("CSV of scores per hop for an audio file", "streaming scoring"),
         "detect": ("detection events for an audio file, JSON lines", "streaming detection"),
@@ -116,6 +131,11 @@ def build_parser() -> argparse.ArgumentParser:
         stub.add_argument("rest", nargs=argparse.REMAINDER)
         stub.set_defaults(func=_missing(capability))
     _add_data_commands(sub)
+    train = sub.add_parser("train", help="train a detector from a YAML recipe")
+    train.add_argument("recipe", help="recipe file, e.g. recipes/quickstart.yaml")
+    train.add_argument("--out", required=True, help="model directory to write (config.json + model.safetensors)")
+    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a recipe value")
+    train.set_defaults(func=cmd_train)
     return parser
 
 
@@ -123,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (CommandError, AudioError, ManifestError, FileNotFoundError) as error:
+    except (CommandError, AudioError, ManifestError, RecipeError, FileNotFoundError) as error:
         print(f"wakeword {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

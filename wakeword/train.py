@@ -59,16 +59,6 @@ def build_scheduler(optimizer: torch.optim.Optimizer, n_steps: int, warmup_fract
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def positive_weight(labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """n_negative / n_positive per word over labelled windows, to balance rare positives.
-
-    labels, mask: (n_windows, n_words). Returns (n_words,), clamped to [0.1, 100].
-    """
-    n_pos = (labels * mask).sum(0)
-    n_neg = ((1 - labels) * mask).sum(0)
-    return (n_neg / n_pos.clamp(min=1)).clamp(min=0.1, max=100.0)
-
-
 @torch.no_grad()
 def cache_features(
     encode: Callable[[torch.Tensor], torch.Tensor], dataset: Dataset, n_views: int, batch_size: int, desc: str
