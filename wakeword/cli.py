@@ -8,8 +8,10 @@ import sys
 from collections.abc import Callable, Sequence
 
 from wakeword.audio import AudioError
+from wakeword.checkpoint import ModelError
 from wakeword.data.clips import DataSet, ManifestError
 from wakeword.recipes import RecipeError
+from wakeword.stream import MicrophoneError
 
 
 class CommandError(Exception):
@@ -82,6 +84,124 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_score(args: argparse.Namespace) -> int:
+    from wakeword.checkpoint import load_detector
+    from wakeword.stream import score_file
+
+    detector = load_detector(args.model)
+    words = [args.word] if args.word else list(detector.config.wake_words)
+    header = ["score"] if len(words) == 1 else [f"score:{w}" for w in words]
+    print(",".join(["time_seconds", *header]))
+    for when, scores in score_file(detector, args.audio, word=args.word, smoothing_hops=args.smoothing):
+        print(",".join([f"{when:.2f}", *(f"{s:.6f}" for s in scores)]), flush=False)
+    return 0
+
+
+def cmd_detect(args: argparse.Namespace) -> int:
+    from wakeword.checkpoint import load_detector
+    from wakeword.stream import detect_file
+
+    detector = load_detector(args.model)
+    thresholds = {w: args.threshold for w in detector.config.wake_words} if args.threshold is not None else None
+    for event in detect_file(detector, args.audio, thresholds, args.smoothing, args.refractory, args.realtime):
+        print(json.dumps(event.to_dict()), flush=True)
+    return 0
+
+
+def cmd_listen(args: argparse.Namespace) -> int:
+    from wakeword.stream import list_devices, listen
+
+    if args.list_devices:
+        print(list_devices())
+        return 0
+    if args.model is None:
+        raise CommandError("give a MODEL_DIR (or --list-devices)")
+    from wakeword.checkpoint import load_detector
+
+    detector = load_detector(args.model)
+    thresholds = {w: args.threshold for w in detector.config.wake_words} if args.threshold is not None else None
+    print(f"listening for {', '.join(detector.config.wake_words)} (Ctrl-C to stop)", file=sys.stderr, flush=True)
+    n_events = listen(
+        detector, args.device, thresholds=thresholds, smoothing_hops=args.smoothing, refractory_seconds=args.refractory
+    )
+    print(f"stopped after {n_events} detection(s)", file=sys.stderr)
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from wakeword.checkpoint import load_detector, save_detector
+    from wakeword.evaluate import dump, evaluate_folders
+
+    detector = load_detector(args.model)
+    report = evaluate_folders(
+        detector,
+        args.positives,
+        args.negatives,
+        args.word,
+        args.snr_db,
+        args.noise,
+        args.target_fa_per_hour,
+        args.refractory,
+        args.plot,
+        args.seed,
+    )
+    print(dump(report))
+    if args.write_threshold:
+        if args.target_fa_per_hour is None:
+            raise CommandError("--write-threshold needs --target-fa-per-hour")
+        thresholds = {**detector.config.thresholds, report["word"]: report["threshold"]}
+        calibration = {
+            "target_fa_per_hour": args.target_fa_per_hour,
+            "measured_on": str(args.negatives),
+            "snr_db": args.snr_db,
+            "refractory_seconds": args.refractory,
+        }
+        detector.config = detector.config.replace(thresholds=thresholds, calibration=calibration)
+        save_detector(detector, args.model, keep_previous=True)
+        print(f"threshold {report['threshold']:.4f} written to {args.model}", file=sys.stderr)
+    return 0
+
+
+def _add_stream_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threshold", type=float, default=None, help="override the model's calibrated threshold")
+    parser.add_argument("--smoothing", type=int, default=1, help="average scores over the last N hops")
+    parser.add_argument("--refractory", type=float, default=1.0, help="seconds after a detection with no new one")
+
+
+def _add_stream_commands(sub: argparse._SubParsersAction) -> None:
+    score = sub.add_parser("score", help="CSV of scores per hop for an audio file (time_seconds = window end)")
+    score.add_argument("model")
+    score.add_argument("audio")
+    score.add_argument("--word", default=None, help="only this wake word's column")
+    score.add_argument("--smoothing", type=int, default=1, help="average scores over the last N hops")
+    score.set_defaults(func=cmd_score)
+    detect = sub.add_parser("detect", help="detection events for an audio file, one JSON object per line")
+    detect.add_argument("model")
+    detect.add_argument("audio")
+    detect.add_argument("--realtime", action="store_true", help="pace the file in real time, like a microphone")
+    _add_stream_options(detect)
+    detect.set_defaults(func=cmd_detect)
+    listen = sub.add_parser("listen", help="detect live from the microphone (Ctrl-C to stop)")
+    listen.add_argument("model", nargs="?")
+    listen.add_argument("--device", default=None, help="input device index or name (see --list-devices)")
+    listen.add_argument("--list-devices", action="store_true", help="list audio devices and exit")
+    _add_stream_options(listen)
+    listen.set_defaults(func=cmd_listen)
+    ev = sub.add_parser("evaluate", help="FRR, FA/h, ROC AUC and DET curve on folders of recordings")
+    ev.add_argument("model")
+    ev.add_argument("--positives", required=True, help="folder of recordings of the wake word")
+    ev.add_argument("--negatives", required=True, help="folder of recordings without it")
+    ev.add_argument("--word", default=None, help="which wake word (default: the model's first)")
+    ev.add_argument("--snr-db", type=float, default=None, help="mix background noise at this SNR")
+    ev.add_argument("--noise", default=None, help="folder of noise recordings (default: pink noise)")
+    ev.add_argument("--target-fa-per-hour", type=float, default=None, help="report at the threshold meeting this")
+    ev.add_argument("--write-threshold", action="store_true", help="store that threshold in the model config")
+    ev.add_argument("--refractory", type=float, default=1.0)
+    ev.add_argument("--plot", default=None, help="write the DET curve to this PNG")
+    ev.add_argument("--seed", type=int, default=0)
+    ev.set_defaults(func=cmd_evaluate)
+
+
 def _missing(capability: str) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         raise CommandError(f"'{args.command}' is not available yet: {capability} is not built in this version")
@@ -119,10 +239,6 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     planned = {
         "synth": ("TTS positives, confusable and generic negatives", "speech synthesis"),
-        "evaluate": ("FRR, FA/h and DET curve of a model", "evaluation"),
-        "score": ("CSV of scores per hop for an audio file", "streaming scoring"),
-        "detect": ("detection events for an audio file, JSON lines", "streaming detection"),
-        "listen": ("detect live from the microphone", "the microphone source"),
         "compare": ("the three families over growing training-set sizes", "the comparison experiment"),
         "mine": ("false triggers from long negative audio, as negatives", "hard-negative mining"),
     }
@@ -131,6 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
         stub.add_argument("rest", nargs=argparse.REMAINDER)
         stub.set_defaults(func=_missing(capability))
     _add_data_commands(sub)
+    _add_stream_commands(sub)
     train = sub.add_parser("train", help="train a detector from a YAML recipe")
     train.add_argument("recipe", help="recipe file, e.g. recipes/quickstart.yaml")
     train.add_argument("--out", required=True, help="model directory to write (config.json + model.safetensors)")
@@ -143,7 +260,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (CommandError, AudioError, ManifestError, RecipeError, FileNotFoundError) as error:
+    except (
+        CommandError,
+        AudioError,
+        ManifestError,
+        RecipeError,
+        ModelError,
+        MicrophoneError,
+        FileNotFoundError,
+    ) as error:
         print(f"wakeword {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

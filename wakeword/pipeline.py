@@ -7,6 +7,7 @@ Every family goes through these same steps; families differ only in build_model 
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -15,27 +16,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from wakeword.audio import SAMPLE_RATE, load_audio
 from wakeword.checkpoint import save_detector
 from wakeword.data.augment import AugmentSettings
 from wakeword.data.clips import Clip, DataSet, normalize_word
 from wakeword.data.dataset import WakeWordDataset, split_by_group
-from wakeword.metrics import (
-    det_curve,
-    false_accepts_per_hour,
-    false_reject_rate,
-    plot_det,
-    roc_auc,
-    threshold_for_fa_per_hour,
-)
+from wakeword.evaluate import Scored, WordReport, calibrate, score_items, word_report, write_det_plot
 from wakeword.models import get_family
 from wakeword.models.base import Detector, DetectorConfig
 from wakeword.recipes import Recipe
-from wakeword.stream import score_array
 from wakeword.train import STATE_DIR, cache_features, fit
 
 ClipPair = tuple[Clip, Path]
-AFTER_SECONDS = 0.5  # silence after a clip, so a word ending at the clip's end is still seen whole
 
 
 @dataclass
@@ -52,16 +43,6 @@ def _count(pairs: Sequence[ClipPair]) -> dict[str, int]:
     n_pos = sum(1 for c, _ in pairs if any(c.labels.values()))
     n_real = sum(1 for c, _ in pairs if c.source in ("recorded", "corpus") and any(c.labels.values()))
     return {"clips": len(pairs), "positive": n_pos, "negative": len(pairs) - n_pos, "real_positive": n_real}
-
-
-@dataclass
-class WordReport:
-    threshold: float
-    frr: float
-    fa_per_hour: float
-    roc_auc: float | None
-    n_positive: int
-    negative_hours: float
 
 
 @dataclass
@@ -200,74 +181,8 @@ def fit_detector(
     return result.history
 
 
-def score_clips(detector: Detector, pairs: Sequence[ClipPair]) -> list[np.ndarray]:
-    """Score tracks (n_hops, n_words) of clips as the streaming detector sees them: a window of silence
-    before each clip (so its start is not cut) and AFTER_SECONDS after it."""
-    before = np.zeros(detector.config.window_samples, np.float32)
-    after = np.zeros(int(AFTER_SECONDS * SAMPLE_RATE), np.float32)
-    tracks = []
-    for clip, root in pairs:
-        audio = load_audio(root / clip.path)
-        tracks.append(score_array(detector, np.concatenate([before, audio, after]))[1])
-    return tracks
-
-
-def word_report(
-    config: DetectorConfig,
-    pairs: Sequence[ClipPair],
-    tracks: Sequence[np.ndarray],
-    word: str,
-    refractory_seconds: float,
-    threshold: float,
-) -> WordReport:
-    """FRR on positive clips, FA/h on negative clips (as one stream), ROC AUC, at `threshold`."""
-    k = config.wake_words.index(word)
-    positives = [t[:, k].max() for (c, _), t in zip(pairs, tracks, strict=True) if c.labels.get(word) == 1]
-    negative_pairs = [(c, t[:, k]) for (c, _), t in zip(pairs, tracks, strict=True) if c.labels.get(word) == 0]
-    seconds = sum(c.duration_seconds + AFTER_SECONDS for c, _ in negative_pairs)
-    neg_tracks = [t for _, t in negative_pairs]
-    fa = (
-        false_accepts_per_hour(neg_tracks, threshold, config.hop_seconds, refractory_seconds, seconds)
-        if neg_tracks
-        else float("nan")
-    )
-    auc = roc_auc(positives, [t.max() for t in neg_tracks]) if positives and neg_tracks else None
-    frr = false_reject_rate(positives, threshold) if positives else float("nan")
-    return WordReport(threshold, frr, fa, auc, len(positives), seconds / 3600)
-
-
-def calibrate(
-    config: DetectorConfig,
-    pairs: Sequence[ClipPair],
-    tracks: Sequence[np.ndarray],
-    target_fa_per_hour: float,
-    refractory_seconds: float,
-) -> dict[str, float]:
-    """Per word, the lowest threshold whose FA/h on the negative clips stays at or under the target."""
-    thresholds = {}
-    for k, word in enumerate(config.wake_words):
-        negatives = [(c, t[:, k]) for (c, _), t in zip(pairs, tracks, strict=True) if c.labels.get(word) == 0]
-        if not negatives:
-            thresholds[word] = config.threshold(word)
-            continue
-        seconds = sum(c.duration_seconds + AFTER_SECONDS for c, _ in negatives)
-        thresholds[word] = threshold_for_fa_per_hour(
-            [t for _, t in negatives], target_fa_per_hour, config.hop_seconds, refractory_seconds, seconds
-        )
-    return thresholds
-
-
-def write_det_plot(config: DetectorConfig, pairs, tracks, path: Path, refractory_seconds: float) -> Path | None:
-    curves = {}
-    for k, word in enumerate(config.wake_words):
-        positives = [t[:, k].max() for (c, _), t in zip(pairs, tracks, strict=True) if c.labels.get(word) == 1]
-        negatives = [t[:, k] for (c, _), t in zip(pairs, tracks, strict=True) if c.labels.get(word) == 0]
-        if positives and negatives:
-            seconds = sum(c.duration_seconds + AFTER_SECONDS for c, _ in pairs if c.labels.get(word) == 0)
-            curves[word] = det_curve(
-                positives, negatives, config.hop_seconds, refractory_seconds, duration_seconds=seconds
-            )
-    return plot_det(curves, path, title="DET on the held-out split") if curves else None
+def score_pairs(detector: Detector, pairs: Sequence[ClipPair], desc: str) -> list[Scored]:
+    return score_items(detector, [(root / clip.path, clip.labels) for clip, root in pairs], desc=desc)
 
 
 def train_recipe(
@@ -289,24 +204,20 @@ def train_recipe(
     if any(p.requires_grad for p in model.parameters()):
         history = fit_detector(model, recipe, splits, hard, out_dir, on_epoch_end)
     model.eval()
-    refractory = recipe.evaluate.refractory_seconds
-    val = splits.val or splits.train
-    thresholds = calibrate(config, val, score_clips(model, val), recipe.evaluate.target_fa_per_hour, refractory)
-    test = splits.test or val
-    test_tracks = score_clips(model, test)
-    words = {w: word_report(config, test, test_tracks, w, refractory, thresholds[w]) for w in config.wake_words}
+    refractory, target = recipe.evaluate.refractory_seconds, recipe.evaluate.target_fa_per_hour
+    val = score_pairs(model, splits.val or splits.train, "scoring validation")
+    thresholds = calibrate(config, val, target, refractory)
+    test = score_pairs(model, splits.test or splits.val, "scoring test") if splits.test else val
+    words = {w: word_report(config, test, w, thresholds[w], refractory) for w in config.wake_words}
     counts = {**splits.counts(), "hard_negatives": len(hard)}
     model.config = config.replace(
         thresholds=thresholds,
-        calibration={
-            "target_fa_per_hour": recipe.evaluate.target_fa_per_hour,
-            "refractory_seconds": refractory,
-            "measured_on": "validation split",
-        },
+        calibration={"target_fa_per_hour": target, "refractory_seconds": refractory, "measured_on": "validation"},
         training={**config.training, "counts": counts, "test": {w: asdict(r) for w, r in words.items()}},
     )
     save_detector(model, out_dir)
-    write_det_plot(config, test, test_tracks, out_dir / "det.png", refractory)
+    shutil.rmtree(out_dir / STATE_DIR, ignore_errors=True)  # finished: a later run must not resume this one
+    write_det_plot(config, test, out_dir / "det.png", refractory, "DET on the held-out split")
     report = TrainReport(str(out_dir), words, counts, history, round(time.monotonic() - started, 1))
     (out_dir / "report.json").write_text(json.dumps(report.to_dict(), indent=2), encoding="utf-8")
     return report

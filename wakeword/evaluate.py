@@ -1,0 +1,191 @@
+"""Evaluating a detector on clips the way it runs live: each clip is streamed through the same window
+and feature code as `wakeword listen`, and the metrics of `wakeword.metrics` are applied.
+
+Protocol: a clip is preceded by one window of silence (its start is not cut) and followed by
+AFTER_SECONDS of silence; optionally mixed with background noise at a given SNR of active speech.
+A clip's score is the maximum over its hops. FA/h counts detections over the negative clips taken
+as one stream of their total duration.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from wakeword.audio import SAMPLE_RATE, load_audio
+from wakeword.data.augment import coloured_noise, fit_length, mix_at_snr
+from wakeword.data.clips import AUDIO_SUFFIXES
+from wakeword.metrics import (
+    det_curve,
+    false_accepts_per_hour,
+    false_reject_rate,
+    plot_det,
+    roc_auc,
+    threshold_for_fa_per_hour,
+)
+from wakeword.models.base import Detector, DetectorConfig
+from wakeword.stream import score_array
+
+AFTER_SECONDS = 0.5  # silence after a clip, so a word ending at the clip's end is still seen whole
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One clip's labels, duration and score track (n_hops, n_words)."""
+
+    labels: Mapping[str, int]
+    duration_seconds: float
+    track: np.ndarray
+
+
+@dataclass
+class WordReport:
+    threshold: float
+    frr: float
+    fa_per_hour: float
+    roc_auc: float | None
+    n_positive: int
+    n_negative: int
+    negative_hours: float
+
+
+class NoiseMixer:
+    """Mixes background noise into clips at a fixed SNR (dB of active speech over noise), seeded."""
+
+    def __init__(self, snr_db: float, noise_files: Sequence[Path] = (), seed: int = 0) -> None:
+        self.snr_db, self.rng = snr_db, np.random.default_rng(seed)
+        self.noises = [load_audio(p) for p in noise_files]
+
+    def __call__(self, audio: np.ndarray) -> np.ndarray:
+        if self.noises:
+            noise = fit_length(self.noises[int(self.rng.integers(len(self.noises)))], len(audio), self.rng)
+        else:
+            noise = coloured_noise(len(audio), "pink", self.rng)
+        return mix_at_snr(audio, noise, self.snr_db)
+
+
+def score_clip(detector: Detector, audio: np.ndarray, mixer: NoiseMixer | None = None) -> np.ndarray:
+    """Score track (n_hops, n_words) of one clip (n_samples,) as the streaming detector sees it."""
+    before = np.zeros(detector.config.window_samples, np.float32)
+    after = np.zeros(int(AFTER_SECONDS * SAMPLE_RATE), np.float32)
+    padded = np.concatenate([before, audio, after])
+    if mixer is not None:
+        padded = mixer(padded)
+    return score_array(detector, padded)[1]
+
+
+def score_items(
+    detector: Detector,
+    items: Iterable[tuple[np.ndarray | Path, Mapping[str, int]]],
+    mixer: NoiseMixer | None = None,
+    desc: str = "scoring",
+) -> list[Scored]:
+    """Score (audio or file, labels) items; files are loaded one at a time."""
+    scored = []
+    for audio, labels in tqdm(list(items), desc=desc, leave=False):
+        audio = load_audio(audio) if isinstance(audio, (str, Path)) else audio
+        scored.append(Scored(dict(labels), len(audio) / SAMPLE_RATE, score_clip(detector, audio, mixer)))
+    return scored
+
+
+def _split(scored: Sequence[Scored], words: Sequence[str], word: str) -> tuple[list[float], list[np.ndarray], float]:
+    k = list(words).index(word)
+    positives = [float(s.track[:, k].max()) for s in scored if s.labels.get(word) == 1]
+    negatives = [s.track[:, k] for s in scored if s.labels.get(word) == 0]
+    seconds = sum(s.duration_seconds + AFTER_SECONDS for s in scored if s.labels.get(word) == 0)
+    return positives, negatives, seconds
+
+
+def word_report(
+    config: DetectorConfig, scored: Sequence[Scored], word: str, threshold: float, refractory_seconds: float
+) -> WordReport:
+    """FRR on positive clips, FA/h on negative clips, ROC AUC of clip scores, at `threshold`."""
+    positives, negatives, seconds = _split(scored, config.wake_words, word)
+    hop = config.hop_seconds
+    fa = false_accepts_per_hour(negatives, threshold, hop, refractory_seconds, seconds) if negatives else float("nan")
+    auc = roc_auc(positives, [t.max() for t in negatives]) if positives and negatives else None
+    frr = false_reject_rate(positives, threshold) if positives else float("nan")
+    return WordReport(float(threshold), frr, fa, auc, len(positives), len(negatives), seconds / 3600)
+
+
+def calibrate(
+    config: DetectorConfig, scored: Sequence[Scored], target_fa_per_hour: float, refractory_seconds: float
+) -> dict[str, float]:
+    """Per word, the lowest threshold whose FA/h on the negative clips stays at or under the target
+    (the configured threshold where there are no negatives to calibrate on)."""
+    thresholds = {}
+    for word in config.wake_words:
+        _, negatives, seconds = _split(scored, config.wake_words, word)
+        thresholds[word] = (
+            threshold_for_fa_per_hour(negatives, target_fa_per_hour, config.hop_seconds, refractory_seconds, seconds)
+            if negatives
+            else config.threshold(word)
+        )
+    return thresholds
+
+
+def write_det_plot(
+    config: DetectorConfig, scored: Sequence[Scored], path: Path, refractory_seconds: float, title: str
+) -> Path | None:
+    """DET curve PNG (FRR vs FA/h), one line per word that has positives and negatives."""
+    curves = {}
+    for word in config.wake_words:
+        positives, negatives, seconds = _split(scored, config.wake_words, word)
+        if positives and negatives:
+            curves[word] = det_curve(
+                positives, negatives, config.hop_seconds, refractory_seconds, duration_seconds=seconds
+            )
+    return plot_det(curves, path, title=title) if curves else None
+
+
+def audio_files(folder: str | Path) -> list[Path]:
+    """Audio files under a folder (recursively), sorted; a missing folder is an error naming it."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: not a folder of audio files")
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
+
+
+def evaluate_folders(
+    detector: Detector,
+    positives: str | Path,
+    negatives: str | Path,
+    word: str | None = None,
+    snr_db: float | None = None,
+    noise_dir: str | Path | None = None,
+    target_fa_per_hour: float | None = None,
+    refractory_seconds: float = 1.0,
+    plot: str | Path | None = None,
+    seed: int = 0,
+) -> dict:
+    """`wakeword evaluate`: FRR / FA/h / AUC of one word on folders of positive and negative recordings.
+
+    The threshold is the model's own, or, with target_fa_per_hour, the one that meets it on these negatives.
+    """
+    config = detector.config
+    word = word or config.wake_words[0]
+    if word not in config.wake_words:
+        raise ValueError(f"the model has no word {word!r} (it has {list(config.wake_words)})")
+    mixer = None if snr_db is None else NoiseMixer(snr_db, audio_files(noise_dir) if noise_dir else (), seed)
+    items = [(p, {word: 1}) for p in audio_files(positives)] + [(p, {word: 0}) for p in audio_files(negatives)]
+    scored = score_items(detector, items, mixer, desc="evaluating")
+    threshold = config.threshold(word)
+    if target_fa_per_hour is not None:
+        threshold = calibrate(config, scored, target_fa_per_hour, refractory_seconds)[word]
+    report = {
+        "word": word,
+        "snr_db": snr_db,
+        **asdict(word_report(config, scored, word, threshold, refractory_seconds)),
+    }
+    if plot:
+        report["plot"] = str(write_det_plot(config, scored, Path(plot), refractory_seconds, f"DET: {word}"))
+    return report
+
+
+def dump(report: dict) -> str:
+    return json.dumps(report, indent=2, default=float)
