@@ -162,6 +162,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from wakeword.compare import load_compare, run_compare
+
+    table = run_compare(load_compare(args.recipe, tuple(args.set)))
+    print(f"{len(table['rows'])} row(s) in {args.recipe}: table and learning_curve.png in {table['spec']['out']}")
+    return 0
+
+
 def _add_stream_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threshold", type=float, default=None, help="override the model's calibrated threshold")
     parser.add_argument("--smoothing", type=int, default=1, help="average scores over the last N hops")
@@ -239,7 +247,6 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     planned = {
         "synth": ("TTS positives, confusable and generic negatives", "speech synthesis"),
-        "compare": ("the three families over growing training-set sizes", "the comparison experiment"),
         "mine": ("false triggers from long negative audio, as negatives", "hard-negative mining"),
     }
     for name, (help_text, capability) in planned.items():
@@ -248,6 +255,10 @@ def build_parser() -> argparse.ArgumentParser:
         stub.set_defaults(func=_missing(capability))
     _add_data_commands(sub)
     _add_stream_commands(sub)
+    compare = sub.add_parser("compare", help="train and evaluate the families over growing numbers of real clips")
+    compare.add_argument("recipe", help="comparison recipe, e.g. recipes/compare.yaml")
+    compare.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a value")
+    compare.set_defaults(func=cmd_compare)
     train = sub.add_parser("train", help="train a detector from a YAML recipe")
     train.add_argument("recipe", help="recipe file, e.g. recipes/quickstart.yaml")
     train.add_argument("--out", required=True, help="model directory to write (config.json + model.safetensors)")
