@@ -1,0 +1,142 @@
+"""Family `e2e`: a small CNN trained from scratch, audio -> label, on exactly the data the transfer model gets.
+
+The seeds' point of comparison: end-to-end learning needs much data, so with a handful of clips this
+family should lose to the transfer family. The network is TC-ResNet style (Choi et al., 2019): the
+80 mel bins are the input channels of 1-D convolutions over time, so each layer sees the whole spectrum
+and the model stays small and fast on a CPU (about 140k parameters at the default width, the limit
+is 300k). Input: the shared Whisper-compatible log-mel front end (wakeword.features.log_mel).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from wakeword.audio import N_MELS
+from wakeword.features import log_mel
+from wakeword.models.base import Detector, DetectorConfig, masked_bce
+
+MAX_PARAMETERS = 300_000  # the family is "small": a larger network would only overfit small sets harder
+
+
+@dataclass(frozen=True)
+class E2ESettings:
+    """Architecture of the CNN (saved under `head` in config.json)."""
+
+    channels: tuple[int, ...] = (24, 32, 48)  # per stage; each stage halves the time resolution
+    blocks_per_stage: int = 2  # residual blocks per stage (the first one downsamples)
+    width: float = 1.0  # multiplies every channel count (TC-ResNet14 at the defaults; 1.5 exceeds the limit)
+    stem_channels: int = 16
+    kernel_size: int = 9  # temporal kernel, 90 ms of frames
+    dropout: float = 0.2  # before the output layer
+    n_freq_masks: int = 2  # SpecAugment while training: masks of up to `freq_mask_bins` mel bins
+    freq_mask_bins: int = 8
+    n_time_masks: int = 2  # ... and of up to `time_mask_frames` frames
+    time_mask_frames: int = 10
+
+    @classmethod
+    def from_dict(cls, data: dict) -> E2ESettings:
+        unknown = set(data) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown e2e head setting(s) {sorted(unknown)}")
+        data = {**data, "channels": tuple(data["channels"])} if "channels" in data else dict(data)
+        return cls(**data)
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "channels": list(self.channels)}
+
+    def scaled(self, n_channels: int) -> int:
+        return max(1, round(n_channels * self.width))
+
+
+class ResidualBlock(nn.Module):
+    """Two temporal convolutions with a shortcut; (batch, c_in, T) -> (batch, c_out, ceil(T / stride))."""
+
+    def __init__(self, c_in: int, c_out: int, kernel_size: int, stride: int) -> None:
+        super().__init__()
+        pad = kernel_size // 2
+        self.body = nn.Sequential(
+            nn.Conv1d(c_in, c_out, kernel_size, stride, pad, bias=False),
+            nn.BatchNorm1d(c_out),
+            nn.ReLU(),
+            nn.Conv1d(c_out, c_out, kernel_size, 1, pad, bias=False),
+            nn.BatchNorm1d(c_out),
+        )
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or c_in != c_out:
+            self.shortcut = nn.Sequential(nn.Conv1d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm1d(c_out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.body(x) + self.shortcut(x))
+
+
+def spec_augment(mel: torch.Tensor, settings: E2ESettings) -> torch.Tensor:
+    """Zero random bands of mel bins and spans of frames in each example; mel: (batch, n_mels, n_frames)."""
+    batch, n_mels, n_frames = mel.shape
+    keep = torch.ones_like(mel)
+    for axis, n_masks, max_width, size in (
+        (1, settings.n_freq_masks, settings.freq_mask_bins, n_mels),
+        (2, settings.n_time_masks, settings.time_mask_frames, n_frames),
+    ):
+        positions = torch.arange(size, device=mel.device)
+        for _ in range(n_masks):
+            width = torch.randint(0, max_width + 1, (batch, 1), device=mel.device)
+            start = (torch.rand(batch, 1, device=mel.device) * (size - width + 1)).long()
+            inside = (positions >= start) & (positions < start + width)  # (batch, size)
+            keep = keep * (~inside).float().unsqueeze(3 - axis)
+    return mel * keep
+
+
+class E2EDetector(Detector):
+    """Log-mel (batch, 80, T) -> TC-ResNet -> average and max pooling over time -> one logit per word."""
+
+    family = "e2e"
+
+    def __init__(self, config: DetectorConfig) -> None:
+        super().__init__(config)
+        self.settings = E2ESettings.from_dict(config.head)
+        s = self.settings
+        self.input_norm = nn.BatchNorm1d(N_MELS)  # learned per-bin normalisation of the log-mel input
+        stem = s.scaled(s.stem_channels)
+        self.stem = nn.Sequential(nn.Conv1d(N_MELS, stem, 3, 1, 1, bias=False), nn.BatchNorm1d(stem), nn.ReLU())
+        blocks, c_in = [], stem
+        for channels in s.channels:
+            c_out = s.scaled(channels)
+            for index in range(s.blocks_per_stage):
+                blocks.append(ResidualBlock(c_in, c_out, s.kernel_size, stride=2 if index == 0 else 1))
+                c_in = c_out
+        self.blocks = nn.Sequential(*blocks)
+        self.dropout = nn.Dropout(s.dropout)
+        self.output = nn.Linear(2 * c_in, len(config.wake_words))
+        n_parameters = sum(p.numel() for p in self.parameters())
+        if n_parameters > MAX_PARAMETERS:
+            raise ValueError(
+                f"e2e head settings give {n_parameters} parameters; the family's limit is {MAX_PARAMETERS}"
+            )
+
+    def forward_features(self, mel: torch.Tensor) -> torch.Tensor:
+        """Log-mel (batch, n_mels, n_frames) -> logits (batch, n_words)."""
+        if self.training:
+            mel = spec_augment(mel, self.settings)
+        x = self.blocks(self.stem(self.input_norm(mel)))
+        pooled = torch.cat([x.mean(dim=2), x.amax(dim=2)], dim=1)
+        return self.output(self.dropout(pooled))
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        """audio (batch, window_samples) float32 16 kHz -> logits (batch, n_words)."""
+        return self.forward_features(log_mel(audio))
+
+
+def build_model(config: DetectorConfig) -> E2EDetector:
+    return E2EDetector(config)
+
+
+def compute_loss(model: E2EDetector, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Masked BCE over the words each clip is labelled for.
+
+    batch: audio (B, window_samples), labels (B, n_words) 0/1, mask (B, n_words), optional pos_weight (n_words,).
+    """
+    logits = model(batch["audio"])
+    return masked_bce(logits, batch["labels"], batch["mask"], batch.get("pos_weight"))
