@@ -210,7 +210,7 @@ def train_recipe(
     test = score_pairs(model, splits.test or splits.val, "scoring test") if splits.test else val
     words = {w: word_report(config, test, w, thresholds[w], refractory) for w in config.wake_words}
     counts = {**splits.counts(), "hard_negatives": len(hard)}
-    model.config = config.replace(
+    model.config = model.config.replace(  # the model's own config: families fill in their defaults
         thresholds=thresholds,
         calibration={"target_fa_per_hour": target, "refractory_seconds": refractory, "measured_on": "validation"},
         training={**config.training, "counts": counts, "test": {w: asdict(r) for w, r in words.items()}},
