@@ -84,6 +84,22 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_synth(args: argparse.Namespace) -> int:
+    from wakeword.data.synth import build_synthetic_dataset
+
+    report = build_synthetic_dataset(
+        args.word,
+        args.out,
+        n_positives=args.n_positives,
+        n_confusables=args.n_confusables,
+        n_generic=args.n_generic,
+        seed=args.seed,
+        qc=not args.no_qc,
+    )
+    print(report.summary())
+    return 0
+
+
 def cmd_score(args: argparse.Namespace) -> int:
     from wakeword.checkpoint import load_detector
     from wakeword.stream import score_file
@@ -246,13 +262,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="wakeword", description="Make and run your own wake-word detector.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     planned = {
-        "synth": ("TTS positives, confusable and generic negatives", "speech synthesis"),
         "mine": ("false triggers from long negative audio, as negatives", "hard-negative mining"),
     }
     for name, (help_text, capability) in planned.items():
         stub = sub.add_parser(name, help=f"{help_text} (not built yet)", add_help=False)
         stub.add_argument("rest", nargs=argparse.REMAINDER)
         stub.set_defaults(func=_missing(capability))
+    synth = sub.add_parser("synth", help="TTS positives, confusable and generic negatives, as a data set")
+    synth.add_argument("word", help='the wake word, e.g. "hey computer"')
+    synth.add_argument("--out", required=True, help="data set folder (created; clips are added)")
+    synth.add_argument("--n-positives", type=int, default=300)
+    synth.add_argument("--n-confusables", type=int, default=150, help='near misses such as "hey commuter"')
+    synth.add_argument("--n-generic", type=int, default=150, help="random negative words and sentences")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--no-qc", action="store_true", help="keep positives the ASR check would drop")
+    synth.set_defaults(func=cmd_synth)
     _add_data_commands(sub)
     _add_stream_commands(sub)
     compare = sub.add_parser("compare", help="train and evaluate the families over growing numbers of real clips")

@@ -200,6 +200,8 @@ def fit(
     step = start * len(train_loader)
     for epoch in range(start, spec.epochs):
         train_loader.set_epoch(epoch)
+        if hasattr(train_set, "set_epoch"):  # fresh, reproducible augmentation draws per epoch
+            train_set.set_epoch(epoch)
         model.train()
         total, count = 0.0, 0
         bar = tqdm(
