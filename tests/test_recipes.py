@@ -30,9 +30,9 @@ def test_unknown_key_named_with_its_section(tmp_path):
 
 
 def test_required_key_fails_loudly(tmp_path):
-    with pytest.raises(RecipeError, match="missing required key 'model.family'"):
+    with pytest.raises(RecipeError, match=r"missing required key 'model.family'"):
         load_recipe(write(tmp_path, "name: t\nwake_words: [a]\nmodel: {encoder: x}\n"))
-    with pytest.raises(RecipeError, match="data.synth.out"):
+    with pytest.raises(RecipeError, match=r"data.synth.out"):
         load_recipe(write(tmp_path, MINIMAL + "data:\n  synth: {n_positives: 3}\n"))
 
 

@@ -3,10 +3,17 @@ import re
 import numpy as np
 import pytest
 import torch
-from transformers import WhisperConfig, WhisperModel
+from transformers import WhisperConfig, WhisperForConditionalGeneration, WhisperModel
 
-from wakeword.encoders import build_encoder
-from wakeword.encoders.whisper import EncoderLoadError, build_transcriber, build_whisper_encoder
+from wakeword.encoders import Encoder, build_encoder
+from wakeword.encoders.whisper import (
+    EncoderLoadError,
+    build_transcriber,
+    build_whisper_encoder,
+    convert_ct2_whisper,
+    converted_dir,
+)
+from wakeword.features import log_mel
 
 
 @pytest.fixture(scope="module")
@@ -34,19 +41,23 @@ def tiny_dir(tmp_path_factory):
     return path
 
 
-def test_local_folder_loads_offline_and_matches_hf_encoder(tiny_dir):
+def test_local_folder_loads_offline_and_matches_hf_encoder(tiny_dir, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     encoder = build_encoder(str(tiny_dir))
-    assert encoder.dim == 24 and len(encoder.layers) == 2
+    assert isinstance(encoder, Encoder) and encoder.dim == 24 and len(encoder.layers) == 2
+    assert not hasattr(encoder.encoder, "decoder") and not any("decoder" in n for n, _ in encoder.named_parameters())
     audio = torch.randn(1, 30 * 16000) * 0.1
-    from wakeword.features import log_mel
-
     reference = WhisperModel.from_pretrained(tiny_dir).eval().encoder(log_mel(audio)).last_hidden_state
     torch.testing.assert_close(encoder(audio), reference, atol=1e-5, rtol=1e-4)  # 30 s: HF runs it too
 
 
 def test_short_windows_give_frames_at_50_per_second(tiny_dir):
-    frames = build_encoder(str(tiny_dir))(torch.randn(3, 24000) * 0.1)
-    assert frames.shape == (3, 75, 24)
+    encoder = build_encoder(str(tiny_dir))
+    frames = encoder.encode(torch.randn(3, 24000) * 0.1)
+    assert frames.shape == (3, 75, 24) and encoder.n_frames(24000) == 75 and not frames.requires_grad
+    assert encoder.n_frames(24160) == 76 == encoder(torch.randn(1, 24160) * 0.1).shape[1]  # odd mel count
+    with pytest.raises(ValueError, match="at most 1500 frames"):
+        encoder(torch.zeros(1, 31 * 16000))
 
 
 def test_unknown_hub_id_offline_names_the_alternative(monkeypatch):
@@ -57,13 +68,37 @@ def test_unknown_hub_id_offline_names_the_alternative(monkeypatch):
 
 def test_freeze_strategies(tiny_dir):
     encoder = build_encoder(str(tiny_dir))
+    encoder.set_trainable("head")
+    assert not any(p.requires_grad for p in encoder.parameters())
     encoder.set_trainable("top-k", 1)
     trainable = {n for n, p in encoder.named_parameters() if p.requires_grad}
     assert trainable and all(".layers.1." in n or "encoder.layer_norm" in n for n in trainable)
+    assert "encoder.layer_norm.weight" in trainable
     encoder.set_trainable("full")
-    assert not encoder.encoder.embed_positions.weight.requires_grad  # Whisper's positions stay frozen
+    frozen = [n for n, p in encoder.named_parameters() if not p.requires_grad]
+    assert frozen == ["encoder.embed_positions.weight"]  # Whisper's positions stay frozen
     with pytest.raises(ValueError, match="top_k"):
         encoder.set_trainable("top-k", 5)
+    with pytest.raises(ValueError, match="freeze strategy"):
+        encoder.set_trainable("some")
+
+
+def test_ct2_folder_converts_to_the_same_model(tiny_whisper, tmp_path):
+    """ctranslate2's conversion of a model, converted back by ours and loaded by transformers, computes
+    the same logits; converting again onto a finished copy (a second process) keeps that copy."""
+    model, root = tiny_whisper
+    out = convert_ct2_whisper(root / "ct2", tmp_path / "converted")
+    back = WhisperForConditionalGeneration.from_pretrained(out).eval()
+    assert back.config.suppress_tokens == [3, 4] and back.config.decoder_start_token_id == 77
+    features, tokens = log_mel(torch.randn(1, 30 * 16000) * 0.1), torch.tensor([[77, 78, 9, 10]])
+    with torch.no_grad():
+        torch.testing.assert_close(
+            back(features, decoder_input_ids=tokens).logits, model(features, decoder_input_ids=tokens).logits
+        )
+    stamp = (out / "model.safetensors").stat().st_mtime_ns
+    convert_ct2_whisper(root / "ct2", out)
+    assert (out / "model.safetensors").stat().st_mtime_ns == stamp
+    assert [p.name for p in tmp_path.iterdir()] == ["converted"]  # no staging folder left behind
 
 
 @pytest.mark.slow
@@ -71,14 +106,10 @@ def test_bundled_tiny_en_converts_once_and_transcribes_tts(wakeword_cache, tts):
     audio = tts("open the door please", accent="en-US", speed=0.85)
     text = build_transcriber()(audio)
     assert re.sub(r"[^a-z ]", "", text.lower()).split() == ["open", "the", "door", "please"], text
-    converted = wakeword_cache / "whisper-tiny.en-transformers"
-    assert (converted / "model.safetensors").exists()
-    stamp = (converted / "model.safetensors").stat().st_mtime
+    converted = converted_dir()
+    assert converted.parent == wakeword_cache and (converted / "model.safetensors").exists()
+    stamp = (converted / "model.safetensors").stat().st_mtime_ns
     encoder = build_encoder("whisper-tiny.en")  # cache hit: no second conversion
-    assert (converted / "model.safetensors").stat().st_mtime == stamp
-    assert encoder.dim == 384 and encoder(torch.from_numpy(np.pad(audio, (0, 24000))[None, :24000])).shape == (
-        1,
-        75,
-        384,
-    )
-    assert np.isfinite(audio).all()
+    assert (converted / "model.safetensors").stat().st_mtime_ns == stamp
+    window = torch.from_numpy(np.pad(audio, (0, 24000))[None, :24000])
+    assert encoder.dim == 384 and len(encoder.layers) == 4 and encoder.encode(window).shape == (1, 75, 384)

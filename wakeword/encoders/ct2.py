@@ -7,6 +7,7 @@ Whisper weights that install offline here; this turns them back into a transform
 
 from __future__ import annotations
 
+import json
 import re
 import struct
 from dataclasses import dataclass
@@ -32,7 +33,11 @@ class CT2Model:
     aliases: dict[str, str]  # alias -> variable it shares storage with
 
     def get(self, name: str) -> np.ndarray:
-        return self.variables[self.aliases.get(name, name)]
+        """A variable by name or alias; a missing one is an error naming it."""
+        try:
+            return self.variables[self.aliases.get(name, name)]
+        except KeyError:
+            raise CT2FormatError(f"missing CTranslate2 variable {name!r}") from None
 
 
 def _unpack(handle: BinaryIO, fmt: str):
@@ -45,7 +50,10 @@ def _unpack(handle: BinaryIO, fmt: str):
 
 def _string(handle: BinaryIO) -> str:
     length = _unpack(handle, "<H")
-    return handle.read(length)[:-1].decode("utf-8")  # stored with a trailing NUL
+    data = handle.read(length)
+    if len(data) != length:
+        raise CT2FormatError("unexpected end of file")
+    return data[:-1].decode("utf-8")  # stored with a trailing NUL
 
 
 def _variable(handle: BinaryIO) -> tuple[str, np.ndarray]:
@@ -87,11 +95,27 @@ def _layer_count(model: CT2Model, side: str) -> int:
     return len({name.split("/")[1] for name in model.variables if re.match(rf"{side}/layer_\d+/", name)})
 
 
-def whisper_config_kwargs(model: CT2Model) -> dict[str, int]:
-    """WhisperConfig fields derived from the variables' shapes and the stored head counts."""
-    v = model.variables
+def read_ct2_config(path: str | Path) -> dict:
+    """A CTranslate2 model folder's config.json (decoding settings); {} when the folder has none."""
+    path = Path(path)
+    if not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise CT2FormatError(f"{path}: {error}") from None
+
+
+def whisper_config_kwargs(model: CT2Model, ct2_config: dict | None = None) -> dict:
+    """WhisperConfig fields derived from the variables' shapes and stored head counts, plus the token
+    suppression lists of CTranslate2's config.json (Whisper's decoding never emits those tokens)."""
+    ct2_config = ct2_config or {}
+    extra = {"suppress_tokens": ct2_config["suppress_ids"]} if "suppress_ids" in ct2_config else {}
+    if "suppress_ids_begin" in ct2_config:
+        extra["begin_suppress_tokens"] = ct2_config["suppress_ids_begin"]
+    v = {name: model.get(name) for name in _SHAPE_SOURCES}
     d_model = v["encoder/conv1/weight"].shape[0]
-    return {
+    return extra | {
         "vocab_size": v["decoder/embeddings/weight"].shape[0],
         "num_mel_bins": v["encoder/conv1/weight"].shape[1],
         "d_model": d_model,
@@ -104,6 +128,18 @@ def whisper_config_kwargs(model: CT2Model) -> dict[str, int]:
         "max_source_positions": v["encoder/position_encodings/encodings"].shape[0],
         "max_target_positions": v["decoder/position_encodings/encodings"].shape[0],
     }
+
+
+_SHAPE_SOURCES = (
+    "encoder/conv1/weight",
+    "encoder/num_heads",
+    "decoder/num_heads",
+    "decoder/embeddings/weight",
+    "encoder/layer_0/ffn/linear_0/weight",
+    "decoder/layer_0/ffn/linear_0/weight",
+    "encoder/position_encodings/encodings",
+    "decoder/position_encodings/encodings",
+)
 
 
 def _split_fused(name: str, weight: np.ndarray, bias: np.ndarray, parts: tuple[str, ...]) -> dict[str, np.ndarray]:
@@ -122,7 +158,7 @@ def _split_fused(name: str, weight: np.ndarray, bias: np.ndarray, parts: tuple[s
 def _attention(model: CT2Model, src: str, dst: str, fused: tuple[str, ...], used: set[str]) -> dict[str, np.ndarray]:
     get = lambda key: (used.add(f"{src}/{key}"), model.get(f"{src}/{key}"))[1]  # noqa: E731
     out = {f"{dst}_layer_norm.{_NORM[k]}": get(f"layer_norm/{k}") for k in _NORM}
-    attn = dst if dst.endswith("attn") else f"{dst}"
+    attn = dst
     if len(fused) == 3:  # self-attention: one fused QKV projection, then the output projection
         out |= _split_fused(src, get("linear_0/weight"), get("linear_0/bias"), tuple(f"{attn}.{p}" for p in fused))
         out |= {f"{attn}.out_proj.weight": get("linear_1/weight"), f"{attn}.out_proj.bias": get("linear_1/bias")}

