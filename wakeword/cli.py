@@ -82,7 +82,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"{n_false} false accepts in {result.negative_hours * 60:.1f} min "
             f"of held-out negatives ({result.fa_per_hour:.1f} FA/h), threshold {result.threshold:.3f}, ROC AUC {auc}"
         )
-    print(f"model saved to {report.model_dir} ({report.seconds:.0f} s)")
+    if report.words:  # under `accelerate launch` only the main process calibrates and saves
+        print(f"model saved to {report.model_dir} ({report.seconds:.0f} s)")
     return 0
 
 

@@ -195,14 +195,21 @@ def train_recipe(
     """
     import time
 
+    from accelerate import PartialState
+
     started, out_dir = time.monotonic(), Path(out_dir)
-    pairs, hard = collect_clips(recipe)
+    # one process, or one of several under `accelerate launch` (CPU-only processes join with gloo)
+    state = PartialState(cpu=not torch.cuda.is_available())
+    with state.main_process_first():  # the main process synthesises; the others then reuse its data set
+        pairs, hard = collect_clips(recipe)
     splits = split_clips(pairs, recipe)
     config = build_config(recipe)
     model = get_family(config.family).build_model(config)
     history = []
     if any(p.requires_grad for p in model.parameters()):
         history = fit_detector(model, recipe, splits, hard, out_dir, on_epoch_end)
+    if not state.is_main_process:  # every process trained the same weights; one calibrates and saves
+        return TrainReport(str(out_dir), history=history)
     model.eval()
     refractory, target = recipe.evaluate.refractory_seconds, recipe.evaluate.target_fa_per_hour
     val = score_pairs(model, splits.val or splits.train, "scoring validation")

@@ -194,6 +194,8 @@ def fit(
         model, optimizer, train_loader, val_loader, scheduler
     )
     pos_weight = None if pos_weight is None else pos_weight.to(accelerator.device)
+    if accelerator.is_main_process:
+        print(f"training on {accelerator.num_processes} process(es), device {accelerator.device}")
     start, result, best = 0, FitResult(), {}
     if state_dir is not None and (state_dir / "state.json").exists():
         start, result, best = load_training_state(state_dir, accelerator.unwrap_model(model), optimizer, scheduler)
