@@ -3,7 +3,7 @@ import re
 import numpy as np
 import pytest
 import torch
-from transformers import WhisperConfig, WhisperForConditionalGeneration, WhisperModel
+from transformers import WhisperForConditionalGeneration, WhisperModel
 
 from wakeword.encoders import Encoder, build_encoder
 from wakeword.encoders.whisper import (
@@ -17,34 +17,15 @@ from wakeword.features import log_mel
 
 
 @pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    config = WhisperConfig(
-        vocab_size=64,
-        num_mel_bins=80,
-        d_model=24,
-        encoder_layers=2,
-        decoder_layers=1,
-        encoder_attention_heads=2,
-        decoder_attention_heads=2,
-        encoder_ffn_dim=48,
-        decoder_ffn_dim=48,
-        max_source_positions=1500,
-        max_target_positions=16,
-        pad_token_id=0,
-        bos_token_id=1,
-        eos_token_id=2,
-        decoder_start_token_id=1,
-    )
-    path = tmp_path_factory.mktemp("tiny")
-    torch.manual_seed(0)
-    WhisperModel(config).save_pretrained(path)
-    return path
+def tiny_dir(tiny_whisper_dir):
+    """The shared tiny random Whisper (tests/conftest.py): d_model 32, 3 encoder layers."""
+    return tiny_whisper_dir
 
 
 def test_local_folder_loads_offline_and_matches_hf_encoder(tiny_dir, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     encoder = build_encoder(str(tiny_dir))
-    assert isinstance(encoder, Encoder) and encoder.dim == 24 and len(encoder.layers) == 2
+    assert isinstance(encoder, Encoder) and encoder.dim == 32 and len(encoder.layers) == 3
     assert not hasattr(encoder.encoder, "decoder") and not any("decoder" in n for n, _ in encoder.named_parameters())
     audio = torch.randn(1, 30 * 16000) * 0.1
     reference = WhisperModel.from_pretrained(tiny_dir).eval().encoder(log_mel(audio)).last_hidden_state
@@ -54,7 +35,7 @@ def test_local_folder_loads_offline_and_matches_hf_encoder(tiny_dir, monkeypatch
 def test_short_windows_give_frames_at_50_per_second(tiny_dir):
     encoder = build_encoder(str(tiny_dir))
     frames = encoder.encode(torch.randn(3, 24000) * 0.1)
-    assert frames.shape == (3, 75, 24) and encoder.n_frames(24000) == 75 and not frames.requires_grad
+    assert frames.shape == (3, 75, 32) and encoder.n_frames(24000) == 75 and not frames.requires_grad
     assert encoder.n_frames(24160) == 76 == encoder(torch.randn(1, 24160) * 0.1).shape[1]  # odd mel count
     with pytest.raises(ValueError, match="at most 1500 frames"):
         encoder(torch.zeros(1, 31 * 16000))
@@ -72,7 +53,7 @@ def test_freeze_strategies(tiny_dir):
     assert not any(p.requires_grad for p in encoder.parameters())
     encoder.set_trainable("top-k", 1)
     trainable = {n for n, p in encoder.named_parameters() if p.requires_grad}
-    assert trainable and all(".layers.1." in n or "encoder.layer_norm" in n for n in trainable)
+    assert trainable and all(".layers.2." in n or "encoder.layer_norm" in n for n in trainable)
     assert "encoder.layer_norm.weight" in trainable
     encoder.set_trainable("full")
     frozen = [n for n, p in encoder.named_parameters() if not p.requires_grad]
