@@ -1,66 +1,55 @@
 """Benchmark on REAL recordings (../shared/data, not shipped, not used by tests).
 
-For each keyword (jarvis, smart mirror, snowboy) the session groups are split in half: test sessions are
-never trained on. Detectors are trained from synthetic speech only (n_real=0) and with 10 real clips from the
-training sessions added; families and freeze strategies as listed below. Test positives are mixed with the
-shared background noise at 10 dB SNR (active speech); false accepts are counted on read English sentences
-(speechocean762), and FRR is read at the threshold that gives 1 FA/h there. Also reported: ROC AUC and FRR at
+One protocol for every keyword: recipes/compare.yaml (the `wakeword compare` experiment). Session groups are
+split in half and test sessions are never trained on; 120 held-out positives are mixed with the shared
+background noise at 10 dB SNR; false accepts are counted on 10 minutes of read English sentences
+(speechocean762) and FRR is read at the threshold that gives 1 FA/h there. Also reported: ROC AUC and FRR at
 1% false-accept rate on the negative sentences taken as clips (the clip-level protocol of ../shared/PEERS.md).
 
-    python benchmarks/real_keywords.py [--words jarvis] [--negative-minutes 10] [--max-test 120]
-Results: benchmarks/results/real_keywords.json and .md, models and per-keyword tables under runs/bench/.
+jarvis runs every contender of recipes/compare.yaml (the learning curve, freeze strategies and baselines);
+"smart mirror" and "snowboy" run the head-only transfer model from synthetic data only and with 10 real clips.
+
+    python benchmarks/real_keywords.py [--words jarvis "smart mirror" snowboy] [--only transfer-head]
+Results: benchmarks/results/real_keywords.json and .md; models, compare.json and learning_curve.png under
+runs/compare-<keyword>/ (a rerun skips finished rows).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import time
 from pathlib import Path
 
-from wakeword.compare import CompareSpec, Contender, import_keyword_corpus, run_compare
+from wakeword.compare import load_compare, run_compare
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("WAKEWORD_SHARED_DATA", REPO.parent / "shared" / "data"))
 RESULTS = REPO / "benchmarks" / "results"
-CONTENDERS = {  # keyword -> [(label, recipe, sizes)]
-    "jarvis": [
-        ("transfer-head", "transfer-head.yaml", (0, 10)),
-        ("e2e", "e2e.yaml", (0, 10)),
-        ("phoneme", "phoneme.yaml", (0,)),
-        ("transfer-top2", "transfer-top2.yaml", (10,)),
-    ],
-    "smart mirror": [("transfer-head", "transfer-head.yaml", (0, 10))],
-    "snowboy": [("transfer-head", "transfer-head.yaml", (0, 10))],
-}
+OTHER_WORDS = {"smart mirror": ("transfer-head",), "snowboy": ("transfer-head",)}  # sizes 0 and 10
 
 
 def run_keyword(word: str, args: argparse.Namespace) -> dict:
     slug = word.replace(" ", "-")
-    real = import_keyword_corpus(SHARED / "keywords" / "manifest.csv", word, REPO / "runs" / "shared" / slug)
-    contenders = tuple(
-        Contender(label, str(REPO / "recipes" / recipe), (f"data.synth.out={REPO / 'runs' / 'synth'}",), sizes)
-        for label, recipe, sizes in CONTENDERS[word]
-        if args.only is None or label in args.only
-    )
-    spec = CompareSpec(
-        name=f"bench-{slug}",
+    spec = load_compare(REPO / "recipes" / "compare.yaml")
+    spec = dataclasses.replace(
+        spec,
+        name=f"compare-{slug}",
         wake_word=word,
-        real=str(real.root),
-        contenders=contenders,
-        sizes=(0, 10),
-        test_fraction=0.5,
+        real=str(SHARED / "keywords" / "manifest.csv"),
         negatives=(str(SHARED / "speech" / "speechocean762"),),
-        negative_minutes=args.negative_minutes,
         noise=str(SHARED / "noise"),
-        snr_db=10.0,
-        target_fa_per_hour=1.0,
-        seed=0,
-        out=str(REPO / "runs" / "bench" / slug),
-        max_test_positives=args.max_test,
+        out=str(REPO / "runs" / f"compare-{slug}"),
     )
-    return run_compare(spec)
+    keep = OTHER_WORDS.get(word)
+    contenders = tuple(
+        dataclasses.replace(c, recipe=str(REPO / c.recipe), sizes=(0, 10) if keep else c.sizes)
+        for c in spec.contenders
+        if (keep is None or c.label in keep) and (args.only is None or c.label in args.only)
+    )
+    return run_compare(dataclasses.replace(spec, contenders=contenders))
 
 
 def write_tables(tables: dict[str, dict]) -> None:
@@ -82,10 +71,8 @@ def write_tables(tables: dict[str, dict]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--words", nargs="*", default=list(CONTENDERS))
+    parser.add_argument("--words", nargs="*", default=["jarvis", *OTHER_WORDS])
     parser.add_argument("--only", nargs="*", default=None, help="only these contender labels")
-    parser.add_argument("--negative-minutes", type=float, default=10.0)
-    parser.add_argument("--max-test", type=int, default=120, help="at most this many test positives per keyword")
     args = parser.parse_args()
     print(f"reading real recordings from {SHARED} (development data, not shipped)")
     started, tables = time.monotonic(), {}

@@ -21,7 +21,7 @@ import yaml
 
 from wakeword.audio import SAMPLE_RATE, load_audio
 from wakeword.checkpoint import load_detector
-from wakeword.data.clips import DataSet, _atomic_write_text, normalize_word
+from wakeword.data.clips import Clip, DataSet, _atomic_write_text, normalize_word
 from wakeword.data.dataset import split_by_group
 from wakeword.evaluate import NoiseMixer, audio_files, score_items
 from wakeword.metrics import false_accepts_per_hour, false_reject_rate, roc_auc, threshold_for_fa_per_hour
@@ -42,7 +42,11 @@ class Contender:
 class CompareSpec:
     name: str = _help("experiment name", REQUIRED)
     wake_word: str = _help("the wake word", REQUIRED)
-    real: str = _help("data set of real recordings with session groups (meta.session_group)", REQUIRED)
+    real: str = _help(
+        "data set of real recordings with session groups (meta.session_group), or a keyword manifest CSV "
+        "(path, keyword, session_group) that is imported into OUT/real-corpus",
+        REQUIRED,
+    )
     contenders: tuple[Contender, ...] = _help("configurations to train and compare", REQUIRED)
     sizes: tuple[int, ...] = _help("numbers of real training clips; -1 means all", (0, 5, 10, 25, 50, 100, -1))
     test_fraction: float = _help("share of session groups held out for testing", 0.5)
@@ -167,20 +171,31 @@ def _train_contender(contender: Contender, spec: CompareSpec, real_dir: Path, mo
     return load_detector(model_dir)
 
 
+def _real_dataset(spec: CompareSpec, out: Path) -> DataSet:
+    if spec.real.endswith(".csv"):
+        return import_keyword_corpus(spec.real, normalize_word(spec.wake_word), out / "real-corpus")
+    return DataSet(spec.real)
+
+
+def held_out_split(spec: CompareSpec, real: DataSet) -> tuple[list[Clip], list[Clip]]:
+    """(training pool in a seeded order, test clips): no session group on both sides. Subsets of the
+    pool are its first n clips, so they are nested (size 10 contains size 5)."""
+    pool, test_clips = split_by_group(real.clips(), spec.test_fraction, seed=spec.seed)
+    if spec.max_test_positives is not None:
+        keep = np.random.default_rng(spec.seed).permutation(len(test_clips))[: spec.max_test_positives]
+        test_clips = [test_clips[i] for i in sorted(keep)]
+    order = np.random.default_rng(spec.seed).permutation(len(pool))
+    return [pool[i] for i in order], test_clips
+
+
 def run_compare(spec: CompareSpec) -> dict[str, Any]:
     """Train and evaluate every contender at every size; results are written after each row (resumable)."""
     out = Path(spec.out)
     out.mkdir(parents=True, exist_ok=True)
-    real = DataSet(spec.real)
-    pool, test_clips = split_by_group(real.clips(), spec.test_fraction, seed=spec.seed)
-    if spec.max_test_positives is not None:
-        test_clips = [
-            test_clips[i]
-            for i in sorted(np.random.default_rng(spec.seed).permutation(len(test_clips))[: spec.max_test_positives])
-        ]
+    real = _real_dataset(spec, out)
+    pool, test_clips = held_out_split(spec, real)
     test = build_test_set(spec, test_clips, real.root)
     order = [c.id for c in pool]
-    np.random.default_rng(spec.seed).shuffle(order)  # nested subsets: size 10 contains size 5
     table_path = out / "compare.json"
     table = json.loads(table_path.read_text()) if table_path.exists() else {"rows": []}
     done = {(r["label"], r["n_real"]) for r in table["rows"]}
