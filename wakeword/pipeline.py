@@ -6,7 +6,10 @@ Every family goes through these same steps; families differ only in build_model 
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
+import os
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -25,6 +28,8 @@ from wakeword.models import get_family
 from wakeword.models.base import Detector, DetectorConfig
 from wakeword.recipes import Recipe
 from wakeword.train import STATE_DIR, cache_features, fit
+
+FEATURE_CACHE_FILES = 12  # encoded training sets kept on disk (~60 MB each for whisper-tiny.en)
 
 ClipPair = tuple[Clip, Path]
 
@@ -124,8 +129,27 @@ def build_config(recipe: Recipe) -> DetectorConfig:
         hop_seconds=model.hop_seconds,
         encoder=encoder,
         head=dict(model.head),
-        training={"recipe": recipe.to_dict()},
+        training={"recipe": absolute_paths(recipe).to_dict()},
     )
+
+
+def absolute_paths(recipe: Recipe) -> Recipe:
+    """The recipe with its data folders made absolute, so a saved model can be retrained from anywhere."""
+    data = recipe.data
+
+    def absolute(paths: Sequence[str]) -> tuple[str, ...]:
+        return tuple(str(Path(p).resolve()) for p in paths)
+
+    synth = data.synth and dataclasses.replace(data.synth, out=str(Path(data.synth.out).resolve()))
+    data = dataclasses.replace(
+        data,
+        synth=synth,
+        train=absolute(data.train),
+        hard_negatives=absolute(data.hard_negatives),
+        noise_dirs=absolute(data.noise_dirs),
+        rir_dirs=absolute(data.rir_dirs),
+    )
+    return dataclasses.replace(recipe, data=data)
 
 
 class _Weighted(torch.utils.data.Dataset):
@@ -151,6 +175,49 @@ def class_balance(counts: dict[str, dict[str, int]], words: Sequence[str]) -> to
     return torch.tensor(ratios, dtype=torch.float32).clamp(0.1, 100.0)
 
 
+def feature_cache_dir() -> Path:
+    from wakeword.encoders.whisper import cache_dir
+
+    return cache_dir() / "features"
+
+
+def _feature_key(model: Detector, windows: WakeWordDataset, n_views: int, seed: int, augment: Any) -> str:
+    """What an encoded training set depends on: encoder, window, clips (file + labels), views, draws."""
+    encoder = dict(model.config.encoder)
+    if Path(str(encoder.get("name", ""))).exists():  # a local folder's weights may change under one name
+        encoder["mtime"] = os.stat(encoder["name"]).st_mtime_ns
+    clips = [(str(root.resolve()), c.path, c.id, sorted(c.labels.items())) for c, root in windows.clips]
+    parts = [encoder, model.config.window_seconds, windows.train, clips, n_views, seed, repr(augment)]
+    return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:24]
+
+
+def encode_cached(
+    model: Detector, windows: torch.utils.data.Dataset, key: str | None, n_views: int, batch_size: int, desc: str
+) -> torch.utils.data.TensorDataset:
+    """cache_features, kept on disk under `key` so a retrain (say, with mined negatives added) only
+    encodes what is new. Files are written atomically; the least recently used ones are removed."""
+    from safetensors.torch import load_file, save_file
+
+    path = feature_cache_dir() / f"{key}.safetensors" if key else None
+    if path is not None and path.exists():
+        try:
+            tensors = load_file(path)
+            os.utime(path)
+            return torch.utils.data.TensorDataset(*(tensors[n] for n in ("features", "labels", "mask", "weight")))
+        except Exception:  # a damaged cache file is only a cache miss
+            path.unlink(missing_ok=True)
+    data = cache_features(model.encode, windows, n_views, batch_size, desc)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        staging = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        names = ("features", "labels", "mask", "weight")
+        save_file({n: t.contiguous() for n, t in zip(names, data.tensors, strict=True)}, staging)
+        os.replace(staging, path)
+        for old in sorted(path.parent.glob("*.safetensors"), key=lambda f: f.stat().st_mtime)[:-FEATURE_CACHE_FILES]:
+            old.unlink(missing_ok=True)
+    return data
+
+
 def fit_detector(
     model: Detector,
     recipe: Recipe,
@@ -159,26 +226,53 @@ def fit_detector(
     out_dir: Path,
     on_epoch_end: Callable[[dict[str, float]], None] | None = None,
 ) -> list[dict[str, float]]:
-    """Train a learning family on the training split (+ weighted hard negatives); returns the history."""
+    """Train a learning family on the training split (+ weighted hard negatives); returns the history.
+
+    With a frozen encoder the training split and the validation split are encoded once and cached on
+    disk; mined clips are encoded separately, so adding them re-encodes only them.
+    """
     words, spec = model.config.wake_words, recipe.train
     augment = AugmentSettings(
         **{**spec.augment, "noise_dirs": recipe.data.noise_dirs, "rir_dirs": recipe.data.rir_dirs}
     )
-    train_windows = WakeWordDataset(
-        splits.train + hard, words, model.config.window_seconds, train=True, augment=augment, seed=spec.seed
-    )
-    val_windows = WakeWordDataset(splits.val or splits.train, words, model.config.window_seconds, train=False)
-    pos_weight = class_balance(train_windows.counts(), words)
-    train_set: torch.utils.data.Dataset = _Weighted(
-        train_windows, {c.id for c, _ in hard}, recipe.data.hard_negative_weight
-    )
-    val_set: torch.utils.data.Dataset = val_windows
+
+    def windows(pairs: list[ClipPair], train: bool) -> WakeWordDataset:
+        return WakeWordDataset(pairs, words, model.config.window_seconds, train=train, augment=augment, seed=spec.seed)
+
+    base, val_windows = windows(splits.train, True), windows(splits.val or splits.train, False)
+    mined = windows(hard, True) if hard else None
+    counts = base.counts() if mined is None else _add_counts(base.counts(), mined.counts())
+    pos_weight = class_balance(counts, words)
+    weight = recipe.data.hard_negative_weight
+    parts: list[tuple[torch.utils.data.Dataset, str]] = [(_Weighted(base, set(), 1.0), "train")]
+    if mined is not None:
+        parts.append((_Weighted(mined, {c.id for c, _ in hard}, weight), "mined"))
     if getattr(model, "encoder_frozen", False):
-        train_set = cache_features(model.encode, train_set, spec.n_views, spec.batch_size, "encoding train")
-        val_set = cache_features(model.encode, val_windows, 1, spec.batch_size, "encoding val")
+        use_disk = spec.feature_cache
+        encoded = []
+        for dataset, name in parts:
+            key = _feature_key(model, dataset.windows, spec.n_views, spec.seed, augment) if use_disk else None
+            encoded.append(encode_cached(model, dataset, key, spec.n_views, spec.batch_size, f"encoding {name}"))
+        val_key = _feature_key(model, val_windows, 1, spec.seed, None) if use_disk else None
+        val_set = encode_cached(model, val_windows, val_key, 1, spec.batch_size, "encoding val")
+        train_set: torch.utils.data.Dataset = torch.utils.data.ConcatDataset(encoded)
+    else:
+        train_set, val_set = _Concat([d for d, _ in parts]), val_windows
     family = get_family(model.family)
     result = fit(model, family.compute_loss, train_set, val_set, spec, out_dir / STATE_DIR, pos_weight, on_epoch_end)
     return result.history
+
+
+def _add_counts(a: dict[str, dict[str, int]], b: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+    return {w: {k: a[w].get(k, 0) + b.get(w, {}).get(k, 0) for k in a[w]} for w in a}
+
+
+class _Concat(torch.utils.data.ConcatDataset):
+    """ConcatDataset that passes set_epoch on, so every part draws fresh augmentations each epoch."""
+
+    def set_epoch(self, epoch: int) -> None:
+        for dataset in self.datasets:
+            dataset.set_epoch(epoch)
 
 
 def score_pairs(detector: Detector, pairs: Sequence[ClipPair], desc: str) -> list[Scored]:
@@ -186,12 +280,19 @@ def score_pairs(detector: Detector, pairs: Sequence[ClipPair], desc: str) -> lis
 
 
 def train_recipe(
-    recipe: Recipe, out_dir: str | Path, on_epoch_end: Callable[[dict[str, float]], None] | None = None
+    recipe: Recipe,
+    out_dir: str | Path,
+    on_epoch_end: Callable[[dict[str, float]], None] | None = None,
+    *,
+    keep_thresholds: dict[str, float] | None = None,
+    keep_previous: bool = False,
 ) -> TrainReport:
     """Run a recipe end to end and save the calibrated detector in `out_dir` (config.json + model.safetensors).
 
     The threshold of each word is calibrated on the validation split to recipe.evaluate.target_fa_per_hour;
     FRR and FA/h are then reported on the held-out test split, and a DET plot is written to out_dir/det.png.
+    keep_thresholds: use these thresholds and skip calibration and the test report (a quick retrain).
+    keep_previous: keep the model already in out_dir as out_dir/previous (see rollback_detector).
     """
     import time
 
@@ -211,20 +312,38 @@ def train_recipe(
     if not state.is_main_process:  # every process trained the same weights; one calibrates and saves
         return TrainReport(str(out_dir), history=history)
     model.eval()
+    counts = {**splits.counts(), "hard_negatives": len(hard)}
+    if keep_thresholds is not None:
+        words: dict[str, WordReport] = {}
+        model.config = model.config.replace(
+            thresholds={w: float(keep_thresholds[w]) for w in config.wake_words},
+            calibration={"kept_from_previous_model": True},
+            training={**config.training, "counts": counts},
+        )
+    else:
+        words = _calibrate_and_test(model, recipe, splits, counts, out_dir)
+    save_detector(model, out_dir, keep_previous=keep_previous)
+    shutil.rmtree(out_dir / STATE_DIR, ignore_errors=True)  # finished: a later run must not resume this one
+    report = TrainReport(str(out_dir), words, counts, history, round(time.monotonic() - started, 1))
+    (out_dir / "report.json").write_text(json.dumps(report.to_dict(), indent=2), encoding="utf-8")
+    return report
+
+
+def _calibrate_and_test(
+    model: Detector, recipe: Recipe, splits: Splits, counts: dict[str, Any], out_dir: Path
+) -> dict[str, WordReport]:
+    """Thresholds from the validation split, then FRR / FA/h on the test split and a DET plot."""
+    config = model.config
     refractory, target = recipe.evaluate.refractory_seconds, recipe.evaluate.target_fa_per_hour
     val = score_pairs(model, splits.val or splits.train, "scoring validation")
     thresholds = calibrate(config, val, target, refractory)
     test = score_pairs(model, splits.test or splits.val, "scoring test") if splits.test else val
     words = {w: word_report(config, test, w, thresholds[w], refractory) for w in config.wake_words}
-    counts = {**splits.counts(), "hard_negatives": len(hard)}
     model.config = model.config.replace(  # the model's own config: families fill in their defaults
         thresholds=thresholds,
         calibration={"target_fa_per_hour": target, "refractory_seconds": refractory, "measured_on": "validation"},
         training={**config.training, "counts": counts, "test": {w: asdict(r) for w, r in words.items()}},
     )
-    save_detector(model, out_dir)
-    shutil.rmtree(out_dir / STATE_DIR, ignore_errors=True)  # finished: a later run must not resume this one
+    out_dir.mkdir(parents=True, exist_ok=True)
     write_det_plot(config, test, out_dir / "det.png", refractory, "DET on the held-out split")
-    report = TrainReport(str(out_dir), words, counts, history, round(time.monotonic() - started, 1))
-    (out_dir / "report.json").write_text(json.dumps(report.to_dict(), indent=2), encoding="utf-8")
-    return report
+    return words

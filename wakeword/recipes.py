@@ -44,8 +44,12 @@ class SynthSpec:
 class DataSpec:
     train: tuple[str, ...] = _help("data-set folders (recorded, corpus or synthetic clips)", ())
     synth: SynthSpec | None = _help("generate synthetic speech first (omit to use only `train`)", None)
-    hard_negatives: tuple[str, ...] = _help("data-set folders of mined false triggers", ())
-    hard_negative_weight: float = _help("loss weight of a mined negative relative to other clips", 2.0)
+    hard_negatives: tuple[str, ...] = _help(
+        "data-set folders of mined false triggers and corrected activations (`wakeword mine`, the app's "
+        "Listen and correct); always trained on, never held out",
+        (),
+    )
+    hard_negative_weight: float = _help("loss weight of a mined or corrected clip relative to other clips", 2.0)
     noise_dirs: tuple[str, ...] = _help("folders of background noise for augmentation", ())
     rir_dirs: tuple[str, ...] = _help("folders of room impulse responses for augmentation", ())
     val_fraction: float = _help("share of speaker/session groups kept for validation", 0.15)
@@ -79,6 +83,9 @@ class TrainSpec:
     n_views: int = _help("augmented copies of each clip per epoch (cached once when the encoder is frozen)", 2)
     augment: dict[str, Any] = _help("augmentation settings (see wakeword.data.augment.AugmentSettings)", factory=dict)
     max_steps: int | None = _help("stop after this many optimizer steps (smoke tests)", None)
+    feature_cache: bool = _help(
+        "keep encoded training sets of a frozen encoder on disk (user cache), so retraining is seconds", True
+    )
 
 
 @dataclass(frozen=True)
