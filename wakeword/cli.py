@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from wakeword.audio import AudioError
 from wakeword.checkpoint import ModelError
@@ -189,6 +189,58 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_mine(args: argparse.Namespace) -> int:
+    from wakeword.mining import MineSettings, mine
+
+    settings = MineSettings(
+        threshold=args.threshold,
+        threshold_fraction=args.fraction,
+        refractory_seconds=args.refractory,
+        words=tuple(args.word) or None,
+    )
+    report = mine(args.model, args.audio, args.out, settings)
+    print(report.summary())
+    print(f"train with them: --set data.hard_negatives=[{args.out}]  or  wakeword retrain {args.model} {args.out}")
+    return 0
+
+
+def cmd_retrain(args: argparse.Namespace) -> int:
+    from wakeword.mining import retrain
+
+    report = retrain(args.model, args.data, keep_thresholds=not args.recalibrate, weight=args.weight)
+    print(f"retrained {args.model} in {report.seconds:.1f} s with {report.counts['hard_negatives']} extra clip(s)")
+    print(f"the replaced version is in {args.model}/previous (wakeword rollback {args.model})")
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from wakeword.mining import rollback
+
+    print(f"restored the previous version of {rollback(args.model)}")
+    return 0
+
+
+def _add_mining_commands(sub: argparse._SubParsersAction) -> None:
+    mine = sub.add_parser("mine", help="false triggers from long negative audio, as negative clips")
+    mine.add_argument("model", help="model directory")
+    mine.add_argument("audio", nargs="+", help="audio files or folders that hold no wake word (hours are fine)")
+    mine.add_argument("--out", required=True, help="data set to add the mined clips to (created)")
+    mine.add_argument("--threshold", type=float, default=None, help="collect activations scoring at least this")
+    mine.add_argument("--fraction", type=float, default=0.5, help="default threshold: this share of the model's")
+    mine.add_argument("--refractory", type=float, default=1.0, help="seconds after an activation with no new one")
+    mine.add_argument("--word", action="append", default=[], help="mine only this wake word (repeatable)")
+    mine.set_defaults(func=cmd_mine)
+    retrain = sub.add_parser("retrain", help="train a model's own recipe again with mined or corrected clips")
+    retrain.add_argument("model", help="model directory (updated in place; the old version is kept)")
+    retrain.add_argument("data", nargs="+", help="data sets of mined / corrected clips")
+    retrain.add_argument("--weight", type=float, default=None, help="loss weight of those clips (recipe default 2)")
+    retrain.add_argument("--recalibrate", action="store_true", help="calibrate and test again (slower)")
+    retrain.set_defaults(func=cmd_retrain)
+    rollback = sub.add_parser("rollback", help="restore the model version the last retrain replaced")
+    rollback.add_argument("model")
+    rollback.set_defaults(func=cmd_rollback)
+
+
 def _add_stream_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threshold", type=float, default=None, help="override the model's calibrated threshold")
     parser.add_argument("--smoothing", type=int, default=1, help="average scores over the last N hops")
@@ -229,13 +281,6 @@ def _add_stream_commands(sub: argparse._SubParsersAction) -> None:
     ev.set_defaults(func=cmd_evaluate)
 
 
-def _missing(capability: str) -> Callable[[argparse.Namespace], int]:
-    def run(args: argparse.Namespace) -> int:
-        raise CommandError(f"'{args.command}' is not available yet: {capability} is not built in this version")
-
-    return run
-
-
 def _add_data_commands(sub: argparse._SubParsersAction) -> None:
     data = sub.add_parser("data", help="manage a data set folder (clips.jsonl + audio/)")
     data_sub = data.add_subparsers(dest="data_command", required=True)
@@ -264,13 +309,6 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="wakeword", description="Make and run your own wake-word detector.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    planned = {
-        "mine": ("false triggers from long negative audio, as negatives", "hard-negative mining"),
-    }
-    for name, (help_text, capability) in planned.items():
-        stub = sub.add_parser(name, help=f"{help_text} (not built yet)", add_help=False)
-        stub.add_argument("rest", nargs=argparse.REMAINDER)
-        stub.set_defaults(func=_missing(capability))
     synth = sub.add_parser("synth", help="TTS positives, confusable and generic negatives, as a data set")
     synth.add_argument("word", help='the wake word, e.g. "hey computer"')
     synth.add_argument("--out", required=True, help="data set folder (created; clips are added)")
@@ -282,6 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     synth.set_defaults(func=cmd_synth)
     _add_data_commands(sub)
     _add_stream_commands(sub)
+    _add_mining_commands(sub)
     compare = sub.add_parser("compare", help="train and evaluate the families over growing numbers of real clips")
     compare.add_argument("recipe", help="comparison recipe, e.g. recipes/compare.yaml")
     compare.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a value")
@@ -295,6 +334,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from wakeword.encoders.speech_embedding import SpeechEmbeddingError
+    from wakeword.encoders.whisper import EncoderLoadError
+
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
@@ -306,12 +348,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         ModelError,
         MicrophoneError,
         FileNotFoundError,
+        # the library raises ValueError for input it refuses (a wake word with no letters, an unknown --word,
+        # a training state from other settings) and OSError names the path it could not read or write; a
+        # user needs that one line, not a traceback
+        ValueError,
+        OSError,
+        EncoderLoadError,  # a Whisper name that cannot be loaded offline: the message names the alternative
+        SpeechEmbeddingError,
     ) as error:
         print(f"wakeword {args.command}: error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as error:
         print("interrupted", file=sys.stderr)
-        return 130
+        return 128 + getattr(error, "signum", 2)  # 130 for Ctrl-C, 143 for SIGTERM during training
 
 
 if __name__ == "__main__":

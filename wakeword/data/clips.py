@@ -24,7 +24,7 @@ from wakeword.audio import SAMPLE_RATE, AudioError, load_audio, write_audio
 
 MANIFEST = "clips.jsonl"
 AUDIO_DIR = "audio"
-SOURCES = ("recorded", "synth", "corpus", "augmented", "mined")
+SOURCES = ("recorded", "synth", "corpus", "augmented", "mined", "corrected")
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".m4a", ".webm", ".opus", ".aiff", ".aif")
 
 
