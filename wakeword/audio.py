@@ -7,7 +7,9 @@ Whisper's, because the pretrained encoder was trained on exactly these features.
 from __future__ import annotations
 
 import io
+import math
 import os
+import struct
 import tempfile
 from pathlib import Path
 from typing import BinaryIO
@@ -24,6 +26,11 @@ FRAMES_PER_SECOND = SAMPLE_RATE // HOP_LENGTH  # 100 mel frames per second
 WINDOW_SECONDS = 1.5  # default detector window: long enough for a two-word wake phrase
 HOP_SECONDS = 0.1  # default scoring interval of the streaming detector
 MIN_AUDIO_SAMPLES = N_FFT  # shorter audio has no complete analysis frame
+# Header rates outside this range are corruption, not audio: a 1 Hz header on a few kilobytes would
+# resample into gigabytes. 8 kHz telephone audio is the lowest real rate; 768 kHz the highest in use.
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1000, 768_000
+_PREALLOCATE_BYTES = 1 << 30  # trust a header's length up to 1 GiB of float32; beyond, read block by block
+_BLOCK_FRAMES = 1 << 20
 
 AudioSource = str | os.PathLike | bytes | BinaryIO
 
@@ -40,8 +47,74 @@ def _describe(source: AudioSource) -> str:
     return str(source)
 
 
-def _read_raw(source: AudioSource, name: str) -> tuple[np.ndarray, int]:
-    """Decode with libsndfile (WAV/FLAC/OGG/MP3); fall back to librosa's audioread for the rest."""
+def _wav_shortfall(handle: BinaryIO) -> tuple[int, int] | None:
+    """(declared, present) bytes of a RIFF/WAVE data chunk that the file cuts short, else None.
+
+    libsndfile quietly shortens such a file to the samples present, so a recording cut off mid-word would
+    be kept, labelled as if whole. Writers that cannot seek back (pipes, live recorders) leave the size
+    0 or 0xFFFFFFFF: those are not truncation. Reads from the current position and restores it.
+    """
+    start = handle.tell()
+    try:
+        size = handle.seek(0, os.SEEK_END)
+        handle.seek(start)
+        head = handle.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return None
+        position = start + 12
+        for _ in range(64):  # a real WAV has a handful of chunks before its data
+            handle.seek(position)
+            chunk = handle.read(8)
+            if len(chunk) < 8:
+                return None
+            declared = struct.unpack("<I", chunk[4:])[0]
+            if chunk[:4] == b"data":
+                present = size - position - 8
+                streamed = declared in (0, 0xFFFFFFFF)
+                return None if streamed or declared <= present else (declared, present)
+            position += 8 + declared + (declared & 1)  # chunks are padded to an even size
+        return None
+    finally:
+        handle.seek(start)
+
+
+def _check_whole(source: str | os.PathLike | BinaryIO, name: str) -> None:
+    if isinstance(source, (str, os.PathLike)):
+        with open(source, "rb") as handle:
+            shortfall = _wav_shortfall(handle)
+    elif getattr(source, "seekable", lambda: False)():
+        shortfall = _wav_shortfall(source)
+    else:
+        return
+    if shortfall is not None:
+        declared, present = shortfall
+        raise AudioError(f"{name}: truncated WAV (header declares {declared} bytes of samples, file holds {present})")
+
+
+def _decode(handle: sf.SoundFile, name: str, max_frames: int | None) -> np.ndarray:
+    """All frames as (n_frames, n_channels) float32, refusing more than max_frames before decoding them."""
+    claimed = handle.frames
+    known = 0 <= claimed < 2**62  # libsndfile reports an unknown length (streamed FLAC) as 2**63 - 1
+    if known and max_frames is not None and claimed > max_frames:
+        limit = max_frames / handle.samplerate
+        raise AudioError(f"{name}: too long ({claimed / handle.samplerate:.1f} s; at most {limit:g} s)")
+    if known and claimed * handle.channels * 4 <= _PREALLOCATE_BYTES:
+        return handle.read(dtype="float32", always_2d=True)
+    # unknown or huge claimed length: never allocate what the header says, only what is really there
+    blocks, n_frames = [], 0
+    while True:
+        block = handle.read(_BLOCK_FRAMES, dtype="float32", always_2d=True)
+        if not len(block):
+            break
+        n_frames += len(block)
+        if max_frames is not None and n_frames > max_frames:
+            raise AudioError(f"{name}: too long (more than {max_frames / handle.samplerate:g} s)")
+        blocks.append(block)
+    return np.concatenate(blocks) if blocks else np.zeros((0, handle.channels), np.float32)
+
+
+def _read_raw(source: AudioSource, name: str, max_seconds: float | None) -> tuple[np.ndarray, int]:
+    """Decode with libsndfile (WAV/FLAC/OGG/MP3 and the rest it reads); every failure is an AudioError."""
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if not path.exists():
@@ -55,9 +128,19 @@ def _read_raw(source: AudioSource, name: str) -> tuple[np.ndarray, int]:
             raise AudioError(f"{name}: empty input (0 bytes)")
         source = io.BytesIO(source)
     try:
-        data, rate = sf.read(source, dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as error:
+        _check_whole(source, name)
+        with sf.SoundFile(source) as handle:
+            rate = handle.samplerate
+            if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+                raise AudioError(f"{name}: implausible sample rate {rate} Hz (corrupt header?)")
+            max_frames = None if max_seconds is None else math.floor(max_seconds * rate)
+            data = _decode(handle, name, max_frames)
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError, OSError) as error:
+        if isinstance(error, AudioError):
+            raise
         raise AudioError(f"{name}: unreadable or truncated audio ({error})") from None
+    except MemoryError:
+        raise AudioError(f"{name}: too large to decode into memory") from None
     return data, rate
 
 
@@ -70,24 +153,29 @@ def resample(audio: np.ndarray, orig_rate: int, target_rate: int = SAMPLE_RATE) 
     return librosa.resample(audio, orig_sr=orig_rate, target_sr=target_rate, res_type="soxr_hq").astype(np.float32)
 
 
-def load_audio(source: AudioSource, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+def load_audio(source: AudioSource, sample_rate: int = SAMPLE_RATE, max_seconds: float | None = None) -> np.ndarray:
     """Read any supported file (path, bytes or binary stream) as float32 mono at `sample_rate`.
 
     Returns shape (n_samples,). Channels are averaged; integer PCM is scaled to [-1, 1].
-    Raises AudioError for missing, unreadable, truncated, empty, too short or non-finite audio.
+    max_seconds: refuse longer audio, from the header where it tells the length, before decoding it
+    (a small compressed upload can hold hours). Without it any length loads; memory is about the
+    decoded file once (a 2-hour 16 kHz mono file takes 460 MB).
+    Raises AudioError for missing, unreadable, truncated, empty, too short, too long or non-finite audio.
     """
     name = _describe(source)
-    data, rate = _read_raw(source, name)
+    data, rate = _read_raw(source, name, max_seconds)
     if data.size == 0 or data.shape[0] == 0:
         raise AudioError(f"{name}: contains no samples")
-    if not np.all(np.isfinite(data)):
+    # float64 accumulation: any NaN or inf makes the sum non-finite, and finite float32 samples cannot
+    # overflow it, so this checks every sample without an n-sized boolean temporary
+    if not np.isfinite(np.sum(data, dtype=np.float64)):
         raise AudioError(f"{name}: contains NaN or infinite samples")
-    mono = data.mean(axis=1)
+    mono = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1, dtype=np.float32)
     mono = resample(mono, rate, sample_rate)
     if mono.shape[0] < MIN_AUDIO_SAMPLES * sample_rate // SAMPLE_RATE:
         seconds = data.shape[0] / rate
         raise AudioError(f"{name}: too short ({seconds * 1000:.1f} ms; need at least 25 ms)")
-    return np.clip(mono, -1.0, 1.0).astype(np.float32, copy=False)
+    return np.clip(mono, -1.0, 1.0, out=mono)  # in place: the decoded array is ours
 
 
 def check_audio(audio: np.ndarray, name: str = "<array>") -> np.ndarray:

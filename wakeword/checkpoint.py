@@ -84,17 +84,53 @@ def read_config(path: str | os.PathLike) -> DetectorConfig:
         raise ModelError(f"{path}: not a model directory (no {CONFIG_FILE})")
     try:
         data: dict[str, Any] = json.loads(config_path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as error:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ModelError(f"{config_path}: unreadable config ({error})") from None
-    version = data.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise ModelError(f"{config_path}: format_version {version!r} is newer than this wakeword ({FORMAT_VERSION})")
+    if not isinstance(data, dict):
+        raise ModelError(f"{config_path}: expected a JSON object, got {type(data).__name__}")
+    _check_version(data.get("format_version"), config_path)
+    for key in ("family", "wake_words"):
+        if key not in data:
+            raise ModelError(f"{config_path}: missing key {key!r}")
+    problem = _type_problem(data)
+    if problem:
+        raise ModelError(f"{config_path}: {problem}")
     try:
         config = DetectorConfig.from_dict(data)
         get_family(config.family)
     except (TypeError, ValueError, KeyError) as error:
         raise ModelError(f"{config_path}: {error}") from None
     return config
+
+
+def _check_version(version: Any, config_path: Path) -> None:
+    # bool is an int in Python; `true` is no version
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ModelError(f"{config_path}: format_version {version!r} is missing or not a positive whole number")
+    if version > FORMAT_VERSION:
+        raise ModelError(
+            f"{config_path}: format_version {version} is newer than this wakeword reads ({FORMAT_VERSION}); "
+            "upgrade wakeword to load this model"
+        )
+
+
+def _type_problem(data: dict[str, Any]) -> str | None:
+    """What is wrong with the types of the keys every family reads, or None. DetectorConfig itself would
+    take a string as a tuple of one-letter wake words, or fail on a string hop with a bare TypeError."""
+    words = data["wake_words"]
+    if not isinstance(words, list) or not words or not all(isinstance(w, str) and w.strip() for w in words):
+        return f"wake_words must be a non-empty list of words, got {words!r}"
+    if not isinstance(data["family"], str):
+        return f"family must be a name, got {data['family']!r}"
+    for key in ("window_seconds", "hop_seconds"):
+        if key in data and (not isinstance(data[key], (int, float)) or isinstance(data[key], bool)):
+            return f"{key} must be a number, got {data[key]!r}"
+    for key in ("encoder", "head", "thresholds", "calibration", "training"):
+        if key in data and not isinstance(data[key], dict):
+            return f"{key} must be a JSON object, got {data[key]!r}"
+    thresholds = data.get("thresholds", {})
+    bad = [w for w, t in thresholds.items() if not isinstance(t, (int, float)) or isinstance(t, bool)]
+    return f"threshold of {bad[0]!r} must be a number, got {thresholds[bad[0]]!r}" if bad else None
 
 
 def _check_state(model: Detector, state: dict[str, torch.Tensor], where: Path) -> None:
@@ -119,12 +155,19 @@ def load_detector(path: str | os.PathLike) -> Detector:
     config = read_config(path)
     weights = path / WEIGHTS_FILE
     if not weights.is_file():
-        raise ModelError(f"{path}: no {WEIGHTS_FILE}")
+        pickled = sorted(p.name for p in path.iterdir() if p.suffix in (".pt", ".pth", ".bin", ".ckpt", ".pkl"))
+        hint = f" ({', '.join(pickled)} is pickle, which wakeword never loads: it can run code)" if pickled else ""
+        raise ModelError(f"{path}: no {WEIGHTS_FILE}{hint}")
     try:
         state = load_file(weights)
     except (SafetensorError, OSError, ValueError) as error:
         raise ModelError(f"{weights}: not a valid safetensors file ({error})") from None
-    model = get_family(config.family).build_model(config)
+    try:
+        model = get_family(config.family).build_model(config)
+    except (ValueError, TypeError, KeyError, RuntimeError, OSError) as error:
+        # head settings a family cannot build, or an encoder that cannot be found: name the model, not a
+        # line deep inside torch (EncoderLoadError is a RuntimeError, CT2FormatError a ValueError)
+        raise ModelError(f"{path / CONFIG_FILE}: cannot build the {config.family} model ({error})") from None
     _check_state(model, state, weights)
     model.load_state_dict(state, strict=False)
     return model.eval()

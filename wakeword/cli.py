@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 from collections.abc import Sequence
@@ -110,8 +111,10 @@ def cmd_score(args: argparse.Namespace) -> int:
     detector = load_detector(args.model)
     words = [args.word] if args.word else list(detector.config.wake_words)
     header = ["score"] if len(words) == 1 else [f"score:{w}" for w in words]
+    rows = score_file(detector, args.audio, word=args.word, smoothing_hops=args.smoothing)
+    first = next(rows, None)  # opens the audio: a file that cannot be read leaves nothing on stdout
     print(",".join(["time_seconds", *header]))
-    for when, scores in score_file(detector, args.audio, word=args.word, smoothing_hops=args.smoothing):
+    for when, scores in itertools.chain([first] if first is not None else [], rows):
         print(",".join([f"{when:.2f}", *(f"{s:.6f}" for s in scores)]), flush=False)
     return 0
 

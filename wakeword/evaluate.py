@@ -151,6 +151,16 @@ def audio_files(folder: str | Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
 
 
+def _some_audio_files(folder: str | Path, what: str = "") -> list[Path]:
+    """audio_files, refusing a folder with none: an empty positives folder would report FRR as NaN, and an
+    empty noise folder would silently fall back to pink noise."""
+    files = audio_files(folder)
+    if not files:
+        extensions = " ".join(AUDIO_SUFFIXES)
+        raise FileNotFoundError(f"{folder}: no audio files ({extensions}){f' for {what}' if what else ''}")
+    return files
+
+
 def evaluate_folders(
     detector: Detector,
     positives: str | Path,
@@ -171,8 +181,12 @@ def evaluate_folders(
     word = word or config.wake_words[0]
     if word not in config.wake_words:
         raise ValueError(f"the model has no word {word!r} (it has {list(config.wake_words)})")
-    mixer = None if snr_db is None else NoiseMixer(snr_db, audio_files(noise_dir) if noise_dir else (), seed)
-    items = [(p, {word: 1}) for p in audio_files(positives)] + [(p, {word: 0}) for p in audio_files(negatives)]
+    if noise_dir and snr_db is None:  # the noise would silently go unused
+        raise ValueError("a noise folder (--noise) needs the SNR to mix it at (--snr-db)")
+    noise_files = _some_audio_files(noise_dir, "--noise") if noise_dir else []
+    mixer = None if snr_db is None else NoiseMixer(snr_db, noise_files, seed)
+    positive_files, negative_files = _some_audio_files(positives), _some_audio_files(negatives)
+    items = [(p, {word: 1}) for p in positive_files] + [(p, {word: 0}) for p in negative_files]
     scored = score_items(detector, items, mixer, desc="evaluating")
     threshold = config.threshold(word)
     if target_fa_per_hour is not None:

@@ -27,7 +27,7 @@ from wakeword.evaluate import Scored, WordReport, calibrate, score_items, word_r
 from wakeword.models import get_family
 from wakeword.models.base import Detector, DetectorConfig
 from wakeword.recipes import Recipe
-from wakeword.train import STATE_DIR, cache_features, fit
+from wakeword.train import STATE_DIR, cache_features, fit, seed_everything
 
 FEATURE_CACHE_FILES = 12  # encoded training sets kept on disk (~60 MB each for whisper-tiny.en)
 
@@ -305,6 +305,7 @@ def train_recipe(
         pairs, hard = collect_clips(recipe)
     splits = split_clips(pairs, recipe)
     config = build_config(recipe)
+    seed_everything(recipe.train.seed)  # the new head's initial weights too: a rerun gives the same model
     model = get_family(config.family).build_model(config)
     history = []
     if any(p.requires_grad for p in model.parameters()):

@@ -279,6 +279,8 @@ def iter_file_blocks(
 
 
 def _read_file_blocks(path: Path, block_seconds: float) -> Iterator[np.ndarray]:
+    if path.is_dir():
+        raise AudioError(f"{path}: is a folder, not an audio file")
     if not path.is_file():
         raise AudioError(f"{path}: no such file")
     try:
@@ -290,7 +292,15 @@ def _read_file_blocks(path: Path, block_seconds: float) -> Iterator[np.ndarray]:
             raise AudioError(f"{path}: contains no samples")
         resampler = _Resampler(handle.samplerate)
         step, read = max(1, int(block_seconds * handle.samplerate)), 0
-        for block in handle.blocks(blocksize=step, dtype="float32", always_2d=True):
+        blocks = handle.blocks(blocksize=step, dtype="float32", always_2d=True)
+        while True:
+            try:  # a file damaged past its header fails here, after some blocks were already scored
+                block = next(blocks)
+            except StopIteration:
+                return
+            except (sf.LibsndfileError, RuntimeError) as error:
+                where = f"{read / handle.samplerate:.1f} s"
+                raise AudioError(f"{path}: unreadable or truncated audio near {where} ({error})") from None
             read += len(block)
             if not np.all(np.isfinite(block)):
                 raise AudioError(f"{path}: contains NaN or infinite samples (near {read / handle.samplerate:.1f} s)")

@@ -128,7 +128,8 @@ WRITER = textwrap.dedent(
 
 
 def test_killed_writer_never_corrupts_manifest(tmp_path):
-    """SIGKILL a process in the middle of adding clips, several times: the manifest always parses."""
+    """SIGKILL a process in the middle of adding clips, several times: the manifest always parses, every clip
+    it names has whole audio, and the only leftover is audio the manifest never named (reported by check)."""
     dataset = DataSet.create(tmp_path)
     for attempt in range(4):
         proc = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path)])
@@ -136,5 +137,81 @@ def test_killed_writer_never_corrupts_manifest(tmp_path):
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         clips = dataset.clips()
-        assert all(dataset.audio_path(c).exists() for c in clips)
+        assert all(len(dataset.load(c)) == 1600 for c in clips)
+        assert all(problem.startswith("orphan audio file") for problem in dataset.check())
     assert len(clips) > 0
+
+
+TAB = textwrap.dedent(
+    """
+    import sys, numpy as np
+    from wakeword.data.clips import DataSet
+    dataset = DataSet.create(sys.argv[1])  # both "tabs" create the data set on their first clip
+    for i in range(int(sys.argv[3])):
+        dataset.add_audio(np.full(1600, 0.01 * (i % 50), np.float32), {"w": 1}, speaker=sys.argv[2])
+    """
+)
+
+
+def test_two_writers_at_once_lose_no_clip(tmp_path):
+    """Two processes (two app tabs recording) add clips to one new data set at the same time."""
+    n_each = 150
+    writers = [subprocess.Popen([sys.executable, "-c", TAB, str(tmp_path / "ds"), who, str(n_each)]) for who in "ab"]
+    assert [w.wait(timeout=120) for w in writers] == [0, 0]
+    dataset = DataSet(tmp_path / "ds")
+    clips = dataset.clips()
+    assert sorted(c.speaker for c in clips) == ["a"] * n_each + ["b"] * n_each
+    assert dataset.check() == [] and len({c.id for c in clips}) == 2 * n_each
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("path", "../outside.wav"), ("path", "/etc/passwd"), ("path", "audio/../../outside.wav"), ("id", "../x")],
+)
+def test_manifest_paths_cannot_leave_the_data_set(tmp_path, field, value):
+    """A shared data set's manifest is untrusted: naming a file outside its folder is a corrupt record, so
+    deleting that clip can never remove the outside file."""
+    dataset = DataSet.create(tmp_path / "ds")
+    clip = dataset.add_audio(beep(0.1), {"w": 1})
+    outside = tmp_path / "outside.wav"
+    outside.write_bytes(b"precious")
+    record = {**clip.to_dict(), "id": "evil", field: value}
+    with open(dataset.manifest_path, "a") as handle:
+        handle.write(json.dumps(record) + "\n")
+    with pytest.raises(ManifestError, match=r"clips\.jsonl:2: corrupt clip record .*(inside the data-set|plain name)"):
+        dataset.delete("evil")
+    assert outside.read_bytes() == b"precious"
+    with pytest.raises(ValueError, match=r"inside the data-set folder|plain name"):
+        Clip(**{**clip.to_dict(), field: value})
+
+
+IMPORTER = textwrap.dedent(
+    """
+    import sys
+    from wakeword.data.clips import DataSet
+    DataSet(sys.argv[1]).import_folder(sys.argv[2], {"w": 1})
+    """
+)
+
+
+def test_interrupted_import_leaves_no_orphan_audio(tmp_path):
+    """Ctrl-C during `data import`: the clips are added all together or not at all, and no audio is left
+    that the manifest does not name."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(300):
+        sf.write(src / f"{i:03d}.wav", np.full(48000, 0.01 * (i % 90), np.float32), 48000)
+    dataset = DataSet.create(tmp_path / "ds")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", IMPORTER, str(dataset.root), str(src)], stderr=subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as from a terminal
+    )  # fmt: skip
+    audio = dataset.root / "audio"
+    deadline = time.monotonic() + 60
+    while len(list(audio.glob("*.wav"))) < 5 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode != 0 and b"KeyboardInterrupt" in stderr  # interrupted mid-import, not after it
+    assert dataset.clips() == [] and dataset.check() == []
+    assert list(audio.iterdir()) == []

@@ -15,7 +15,7 @@ import tempfile
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -52,6 +52,13 @@ class Clip:
     meta: dict[str, Any] = field(default_factory=dict)  # provenance: voice, session group, origin time
 
     def __post_init__(self) -> None:
+        # a manifest is data anyone can hand over with a data set: the id names a file we write and the
+        # path one we read and delete, so neither may reach outside the data-set folder
+        if not isinstance(self.id, str) or not self.id or self.id in (".", "..") or any(c in self.id for c in "/\\\0"):
+            raise ValueError(f"clip id {self.id!r}: must be a plain name (no slashes)")
+        parts = PurePosixPath(str(self.path).replace("\\", "/")).parts
+        if not parts or parts[0] == "/" or ".." in parts or ":" in parts[0]:
+            raise ValueError(f"clip {self.id}: path {self.path!r} must lie inside the data-set folder")
         if self.source not in SOURCES:
             raise ValueError(f"clip {self.id}: source {self.source!r} is not one of {SOURCES}")
         for word, value in self.labels.items():
@@ -247,17 +254,23 @@ class DataSet:
             raise ManifestError(f"{folder}: not a folder")
         report = ImportReport()
         files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
-        for path in files:
-            try:
-                audio = load_audio(path)
-            except AudioError as error:
-                report.failed.append((str(path), str(error)))
-                continue
-            who = speaker if speaker is not None else (path.parent.name if path.parent != folder else "")
-            report.added.append(
-                self.make_clip(audio, labels, source, speaker=who, meta={"original": str(path.relative_to(folder))})
-            )
-        self.add_clips(report.added)
+        try:
+            for path in files:
+                try:
+                    audio = load_audio(path)
+                except AudioError as error:
+                    report.failed.append((str(path), str(error)))
+                    continue
+                who = speaker if speaker is not None else (path.parent.name if path.parent != folder else "")
+                original = {"original": str(path.relative_to(folder))}
+                report.added.append(self.make_clip(audio, labels, source, speaker=who, meta=original))
+            self.add_clips(report.added)
+        except BaseException:
+            # Ctrl-C, a full disk or a failed manifest update: the audio written so far is in no manifest,
+            # so remove it rather than leave orphans (the manifest itself is unchanged)
+            for clip in report.added:
+                self.audio_path(clip).unlink(missing_ok=True)
+            raise
         return report
 
     def delete(self, clip_id: str) -> Clip:

@@ -132,7 +132,9 @@ def _from_pretrained(cls, name: str, revision: str | None):
     source = resolve_whisper(name)
     try:
         return (
-            cls.from_pretrained(source, revision=revision) if isinstance(source, str) else cls.from_pretrained(source)
+            cls.from_pretrained(source, revision=revision, use_safetensors=True)  # never a pickled .bin
+            if isinstance(source, str)
+            else cls.from_pretrained(source, use_safetensors=True)
         )
     except (OSError, ValueError) as error:
         raise EncoderLoadError(
