@@ -16,7 +16,7 @@ from pathlib import Path
 import gradio as gr
 from PIL import Image
 
-from wakeword.studio import FAMILIES, FREEZE_STRATEGIES, LABELS, LiveSession, Studio, StudioError
+from wakeword.studio import CORRECTIONS, FAMILIES, FREEZE_STRATEGIES, LABELS, LiveSession, Studio, StudioError
 
 GUIDANCE = """**What helps most.** Record **20-50 clips of the wake word** and **10-30 clips that are not it**.
 - Vary it: near and far from the microphone, loud and soft, fast and slow, different rooms, and other people
@@ -154,6 +154,64 @@ def _stop(live: LiveSession | None) -> None:
         live.close()
 
 
+CORRECT_HELP = """**Listen and correct.** Every activation is listed below with its audio. Say whether it was right
+(you said the wake word) or wrong (a false accept); each verdict is saved as a clip in the corrections data set.
+*Retrain* trains the model again with them, in place; *Roll back* restores the version it replaced.
+"""
+
+
+def _activation_choices(live: LiveSession | None, current: int | None) -> gr.Dropdown:
+    rows = live.activations_table() if live is not None else []
+    choices = [(f"#{r[0]}  {r[1]} s  {r[2]}  {r[3]}  {r[4]}", r[0]) for r in rows]
+    value = current if current in {r[0] for r in rows} else (rows[0][0] if rows else None)
+    return gr.Dropdown(choices=choices, value=value)
+
+
+def correct_panel(studio: Studio, session: gr.State, model: gr.Dropdown) -> tuple:
+    """The Listen and correct controls under the live detector; returns (table, pick) for the stream."""
+    gr.Markdown(CORRECT_HELP)
+    table = gr.Dataframe(headers=["#", "seconds", "wake word", "score", "verdict"], interactive=False,
+                         label="Activations (newest first)", elem_id="correct-table")  # fmt: skip
+    with gr.Row():
+        pick = gr.Dropdown([], label="Activation", elem_id="correct-pick")
+        play = gr.Audio(label="Play", interactive=False, elem_id="correct-play")
+    with gr.Row():
+        right = gr.Button("Right: I said it", elem_id="correct-right")
+        wrong = gr.Button("Wrong: false accept", variant="stop", elem_id="correct-wrong")
+        dataset = gr.Textbox(CORRECTIONS, label="Corrections data set", elem_id="correct-dataset")
+    with gr.Row():
+        retrain = gr.Button("Retrain with corrections", variant="primary", elem_id="correct-retrain")
+        rollback = gr.Button("Roll back to the previous version", elem_id="correct-rollback")
+    status = gr.Markdown(elem_id="correct-status")
+
+    def on_pick(live, chosen):
+        if live is None or chosen is None:
+            return None
+        return 16000, live.activation(chosen).audio
+
+    @_guard
+    def on_verdict(live, chosen, name, verdict):
+        if live is None or chosen is None:
+            raise StudioError("no activation picked: listen until the detector fires, then pick one")
+        clip_id = studio.correct(live, chosen, verdict, name)
+        message = f"Activation #{chosen} saved as **{verdict}** (clip `{clip_id}` in data set *{name}*)."
+        return message, live.activations_table(), _activation_choices(live, chosen)
+
+    @_guard
+    def on_retrain(name, data, progress=gr.Progress()):  # noqa: B008 (Gradio's progress bar)
+        if not name:
+            raise StudioError("pick a model first")
+        return studio.retrain(name, data, lambda f, message: progress(f, desc=message)), None
+
+    pick.change(_guard(on_pick), [session, pick], [play])
+    for button, verdict in ((right, "right"), (wrong, "wrong")):
+        button.click(partial(on_verdict, verdict=verdict), [session, pick, dataset], [status, table, pick])
+    # a retrained or rolled back model starts a new live session (the stream reloads it)
+    retrain.click(on_retrain, [model, dataset], [status, session], concurrency_limit=1)
+    rollback.click(_guard(lambda name: (studio.rollback(name), None)), [model], [status, session])
+    return table, pick
+
+
 def detect_tab(studio: Studio) -> gr.Dropdown:
     models = studio.models()
     with gr.Row():
@@ -167,24 +225,40 @@ def detect_tab(studio: Studio) -> gr.Dropdown:
                        x_title="seconds", y_title="score")  # fmt: skip
     events = gr.Textbox(label="Detections", lines=4, interactive=False, elem_id="detect-events")
     session = gr.State(None)
+    with gr.Accordion("Listen and correct", open=True, elem_id="correct"):
+        table, pick = correct_panel(studio, session, model)
 
     @_guard
-    def on_chunk(chunk, live, name, level):
+    def on_chunk(chunk, live, name, level, chosen):
         if chunk is None or not name:
-            return live, gr.skip(), gr.skip(), gr.skip()
-        if live is None or live.model_name != name:
+            return live, gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        detector = studio.detector(name)  # reloaded when the model was retrained or rolled back
+        if live is None or live.model_name != name or live.detector is not detector:
             _stop(live)
-            live = LiveSession(studio.detector(name), name, level, studio.limits)
+            live = LiveSession(detector, name, level, studio.limits)
         live.push_file(chunk, level)  # scored in the session's background thread, in order
         plot = live.plot_frame() if live.plot_due() else gr.skip()
-        return live, plot, live.indicator_html(), live.events_text()
+        rows = (gr.skip(), gr.skip())
+        if live.n_listed != len(live.activations):  # the activation list changes rarely: send it only then
+            live.n_listed = len(live.activations)
+            rows = (live.activations_table(), _activation_choices(live, chosen))
+        return live, plot, live.indicator_html(), live.events_text(), *rows
 
     def on_model(name):
         return gr.Slider(value=studio.threshold(name)) if name else gr.skip()
 
-    mic.stream(on_chunk, [mic, session, model, threshold], [session, plot, indicator, events], stream_every=0.1,
-               time_limit=600, concurrency_limit=4, show_progress="hidden")  # fmt: skip
+    mic.stream(on_chunk, [mic, session, model, threshold, pick], [session, plot, indicator, events, table, pick],
+               stream_every=0.1, time_limit=600, concurrency_limit=4, show_progress="hidden")  # fmt: skip
+
+    def on_stop(live, chosen):
+        if live is None:
+            return gr.skip(), gr.skip()
+        live.finish()  # the last activation's audio is kept even if the stream ended right after it
+        live.n_listed = len(live.activations)
+        return live.activations_table(), _activation_choices(live, chosen)
+
     mic.start_recording(_stop, [session], [session])  # a new recording is a new stream: time starts at 0
+    mic.stop_recording(on_stop, [session, pick], [table, pick])
     model.change(_guard(on_model), [model], [threshold])
     return model
 

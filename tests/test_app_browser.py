@@ -1,5 +1,6 @@
-"""End to end in a real headless Chromium: record a clip through the Record tab, detect live in the Detect tab,
-train a tiny model in the Train tab, look at it in the Models tab. Screenshots go to docs/screenshots/.
+"""End to end in a real headless Chromium: record a clip through the Record tab, detect live in the Detect tab and
+mark the activation wrong (Listen and correct), train a tiny model in the Train tab, look at it in the Models tab,
+retrain it with the correction and roll it back. Screenshots go to docs/screenshots/.
 
 Chromium's fake microphone plays a WAV in a loop (--use-file-for-fake-audio-capture); the WAVs are espeak-ng
 speech made here. The live detector is the untrained `phoneme` family, its threshold calibrated here on
@@ -174,6 +175,17 @@ def test_record_detect_train_in_a_real_browser(served, playwright_driver):
         time.sleep(1.0)  # the plot finishes drawing once updates stop
         screenshot(page, "detect")
 
+        # Listen and correct: the activation is listed with its audio; "wrong" saves it as a negative clip
+        wait_for(lambda: WORD in page.inner_text("#correct-table"), 15, "the activation in the list")
+        page.wait_for_selector('#correct-play button[aria-label="Play"]', timeout=15_000)
+        page.click("#correct-wrong")
+        wait_for(lambda: "saved as **wrong**" in page.inner_text("#correct-status") or "saved as wrong"
+                 in page.inner_text("#correct-status"), 15, "the verdict to be saved")  # fmt: skip
+        (corrected,) = DataSet(studio.dataset_dir("corrections")).clips()
+        assert corrected.labels == {WORD: 0} and corrected.source == "corrected"
+        assert "wrong" in page.inner_text("#correct-table")
+        screenshot(page, "correct")
+
         # Train: a tiny e2e model from the recording plus a little synthetic speech, with the progress bar
         page.get_by_role("tab", name="Train").click()
         page.locator("#train-recipe input").click()
@@ -196,6 +208,21 @@ def test_record_detect_train_in_a_real_browser(served, playwright_driver):
         page.get_by_role("option", name="tiny-e2e").click()
         wait_for(lambda: "e2e" in page.inner_text("#models-config"), 15, "the model's config")
         screenshot(page, "models")
+
+        # Retrain the trained model with the correction, in place, then roll it back
+        page.get_by_role("tab", name="Detect live").click()
+        page.locator("#detect-model input").click()
+        page.get_by_role("option", name="tiny-e2e").click()
+        model_dir = studio.model_dir("tiny-e2e")
+        trained = (model_dir / "model.safetensors").read_bytes()
+        time.sleep(1.0)
+        page.click("#correct-retrain")
+        wait_for(lambda: "Retrained" in page.inner_text("#correct-status"), 90, "retraining to finish")
+        assert (model_dir / "previous" / "model.safetensors").read_bytes() == trained
+        assert (model_dir / "model.safetensors").read_bytes() != trained
+        page.click("#correct-rollback")
+        wait_for(lambda: "Rolled" in page.inner_text("#correct-status"), 15, "the rollback")
+        assert (model_dir / "model.safetensors").read_bytes() == trained
     finally:
         browser.close()
 

@@ -224,6 +224,36 @@ def test_live_session_detects_the_wake_word_only(phoneme_detector, tts):
     assert results[negative_text].detections == [] and 'data-count="0"' in results[negative_text].indicator_html()
 
 
+def test_live_activations_keep_their_audio_and_verdicts_land_labelled(studio, phoneme_detector, tts):
+    level = np.sqrt(peak(phoneme_detector, tts(WORD)) * peak(phoneme_detector, tts("the weather is nice today")))
+    live = LiveSession(phoneme_detector, "m", level)
+    rate, audio = pcm16(padded(tts(WORD, accent="en-GB-x-rp", variant="m3")))
+    for start in range(0, len(audio), 4800):
+        live.feed(rate, audio[start : start + 4800])
+    assert len(live.activations) == 1 and live.activations_table()[0][:3] == [
+        1,
+        round(live.detections[0].time_seconds, 1),
+        WORD,
+    ]
+    kept = live.activation(1).audio
+    fired_at = live.detections[0].time_seconds  # the 1.5 s window that fired, 0.25 s before it, 0.75 s after
+    assert abs(len(kept) / SAMPLE_RATE - (fired_at + 0.75 - max(0.0, fired_at - 1.75))) < 0.01
+    assert peak(phoneme_detector, kept) >= level  # the clip holds what fired
+
+    clip_id = studio.correct(live, 1, "wrong")
+    corrections = DataSet(studio.dataset_dir("corrections"))
+    (clip,) = corrections.clips()
+    assert clip.id == clip_id and clip.labels == {WORD: 0} and clip.source == "corrected" and clip.meta["model"] == "m"
+    np.testing.assert_allclose(corrections.load(clip), kept, atol=1e-4)
+    studio.correct(live, 1, "right")  # changed her mind: the clip is replaced, not added
+    (clip,) = DataSet(studio.dataset_dir("corrections")).clips()
+    assert clip.labels == {WORD: 1} and live.activations_table()[0][4] == "right"
+    with pytest.raises(StudioError, match="no activation #7"):
+        studio.correct(live, 7, "wrong")
+    with pytest.raises(StudioError, match="verdict"):
+        studio.correct(live, 1, "maybe")
+
+
 # -- models, recipes, training ---------------------------------------------------------------------------------
 def test_model_listing_and_info(studio, e2e_detector):
     assert studio.models() == []
@@ -275,3 +305,93 @@ def test_train_tiny_model_reports_progress_and_metrics(studio, tts):
     assert WORD in info.metrics_markdown and f"{report['words'][WORD]['frr']:.1%}" in info.metrics_markdown
     with pytest.raises(StudioError, match="exists"):
         studio.train("tiny", recipe)
+
+    # Listen and correct: retrain in place with a correction, then roll back to the exact previous bytes
+    with pytest.raises(StudioError, match="does not exist yet"):
+        studio.retrain("tiny")
+    DataSet.create(studio.dataset_dir("corrections")).add_audio(tts("hey commuter"), {WORD: 0}, "corrected")
+    before = {n: (studio.model_dir("tiny") / n).read_bytes() for n in ("config.json", "model.safetensors")}
+    detector = studio.detector("tiny")
+    assert "1 correction(s)" in studio.retrain("tiny", progress=lambda f, m: steps.append((f, m)))
+    assert (studio.model_dir("tiny") / "previous" / "model.safetensors").read_bytes() == before["model.safetensors"]
+    assert studio.detector("tiny") is not detector  # the live detector reloads the retrained model
+    assert "Rolled" in studio.rollback("tiny")
+    assert {n: (studio.model_dir("tiny") / n).read_bytes() for n in before} == before
+    with pytest.raises(StudioError, match="no previous version"):
+        studio.rollback("tiny")
+    save_detector(get_family("phoneme").build_model(DetectorConfig(family="phoneme", wake_words=(WORD,))),
+                  studio.model_dir("untrained"))  # fmt: skip
+    with pytest.raises(StudioError, match=r"cannot retrain 'untrained'.*recipe"):
+        studio.retrain("untrained")
+
+
+# -- names from the browser never reach outside the data folder; the server is local by default ---------------
+UNSAFE_NAMES = ["../escape", "/tmp/escape", "a/b", "..", "sub/../../escape", "x\0y"]
+
+
+@pytest.mark.parametrize("bad", UNSAFE_NAMES)
+def test_every_name_the_browser_sends_is_checked(studio, tts, tmp_path, bad):
+    audio = pcm16(tts(WORD))
+    studio.save_clip("rec", WORD, "wake word", audio)
+    recipe = studio.build_recipe("quickstart", WORD, "rec")
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    calls = {
+        "save_clip data set": lambda: studio.save_clip(bad, WORD, "wake word", audio),
+        "save_clip speaker": lambda: studio.save_clip("rec", WORD, "wake word", audio, speaker=bad),
+        "clip_audio data set": lambda: studio.clip_audio(bad, "x"),
+        "clip_audio clip": lambda: studio.clip_audio("rec", bad),
+        "delete_clip data set": lambda: studio.delete_clip(bad, "x"),
+        "delete_clip clip": lambda: studio.delete_clip("rec", bad),
+        "clips_table": lambda: studio.clips_table(bad),
+        "build_recipe data set": lambda: studio.build_recipe("quickstart", WORD, bad),
+        "build_recipe recipe": lambda: studio.build_recipe(bad, WORD, "rec"),
+        "train": lambda: studio.train(bad, recipe),
+        "model_info": lambda: studio.model_info(bad),
+        "threshold": lambda: studio.threshold(bad),
+        "detector": lambda: studio.detector(bad),
+    }
+    for what, call in calls.items():
+        try:
+            result = call()
+        except StudioError:
+            continue
+        assert what == "clips_table" and result == [], what  # a table of a data set that cannot exist is empty
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before  # nothing written or removed
+
+
+def test_app_serves_on_localhost_only_unless_asked(tmp_path):
+    """`python app.py` with no --host: the listening socket is bound to 127.0.0.1 (read from the kernel's
+    socket table), not to every interface."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    app_py = Path(__file__).resolve().parent.parent / "app.py"
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen([sys.executable, str(app_py), "--data-root", str(tmp_path), "--port", str(port)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+
+    def listening() -> list[str]:
+        """Local addresses (hex, as in /proc/net/tcp*) of sockets listening on `port`."""
+        found = []
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            for line in Path(table).read_text().splitlines()[1:]:
+                local, state = line.split()[1], line.split()[3]
+                if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+                    found.append(local.rsplit(":", 1)[0])
+        return found
+
+    try:
+        deadline = time.monotonic() + 120
+        while not listening() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+        assert listening() == ["0100007F"]  # 127.0.0.1 (little-endian hex); 0.0.0.0 would be 00000000
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -1,7 +1,8 @@
 """The library behind the Gradio app (app.py): recorded data sets, training, saved models, live detection.
 
 Everything lives under one data folder:
-    datasets/<name>/          clips recorded in the browser (a DataSet: clips.jsonl + audio/)
+    datasets/<name>/          clips recorded in the browser (a DataSet: clips.jsonl + audio/); the Listen
+                              and correct verdicts go to datasets/corrections/ unless another is named
     models/<name>/            trained detectors (config.json, model.safetensors, report.json, det.png)
     synth/<settings>/<word>/  synthetic speech, reused by every training run with the same settings
 
@@ -12,6 +13,7 @@ overrides may not name folders. Clip writes go through DataSet (atomic, locked).
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
 import os
@@ -32,12 +34,17 @@ import soundfile as sf
 from wakeword.audio import SAMPLE_RATE, AudioError, check_audio, load_audio, resample
 from wakeword.checkpoint import ModelError, load_detector, read_config
 from wakeword.data.clips import DataSet, ManifestError, new_clip_id, normalize_word
+from wakeword.mining import AudioRing
 from wakeword.models import FAMILIES as MODEL_FAMILIES
 from wakeword.models.base import Detector
 from wakeword.recipes import Recipe, RecipeError, load_recipe
 from wakeword.stream import Detection, StreamingDetector
 
 DATASETS, MODELS, SYNTH = "datasets", "models", "synth"
+CORRECTIONS = "corrections"  # default data set of the Listen and correct verdicts
+VERDICTS = {"right": 1, "wrong": 0}  # a live activation judged by the user -> its clip's label
+# audio kept around a live activation: the window that fired and a little after it, as the word may go on
+ACTIVATION_BEFORE_SECONDS, ACTIVATION_AFTER_SECONDS = 0.25, 0.75
 LABELS = {"wake word": 1, "not wake word": 0, "background": 0}  # label shown in the app -> clip label
 FAMILIES = tuple(MODEL_FAMILIES)
 FREEZE_STRATEGIES = ("head", "top-k", "full")
@@ -133,7 +140,7 @@ class Studio:
         self.limits = limits or StudioLimits()
         for folder in (DATASETS, MODELS, SYNTH):
             (self.root / folder).mkdir(parents=True, exist_ok=True)
-        self._detectors: dict[tuple[str, float], Detector] = {}
+        self._detectors: dict[tuple[str, int], Detector] = {}
         self._lock = threading.Lock()
 
     # -- folders ----------------------------------------------------------------------------------------------
@@ -168,7 +175,7 @@ class Studio:
                 if size > self.limits.max_upload_bytes:
                     limit = self.limits.max_upload_bytes / 2**20
                     raise StudioError(f"the file is {size / 2**20:.1f} MB; the limit is {limit:.0f} MB")
-                samples = load_audio(audio)
+                samples = load_audio(audio, max_seconds=self.limits.max_clip_seconds)
         except (AudioError, OSError) as error:
             raise StudioError(f"cannot read the recording: {error}") from None
         return self.check_length(samples)
@@ -347,7 +354,7 @@ class Studio:
         """The saved model `name`, loaded once and reused while its config.json is unchanged."""
         folder = self.model_dir(name)
         try:
-            key = (str(folder), (folder / "config.json").stat().st_mtime)
+            key = (str(folder), (folder / "config.json").stat().st_mtime_ns)
         except OSError:
             raise StudioError(f"no model named {name!r}") from None
         with self._lock:
@@ -357,6 +364,55 @@ class Studio:
                 except ModelError as error:
                     raise StudioError(str(error)) from None
             return self._detectors[key]
+
+    # -- listen and correct -------------------------------------------------------------------------------------
+    def correct(self, live: LiveSession, activation_id: int, verdict: str, dataset: str = CORRECTIONS) -> str:
+        """Save a live activation as a clip labelled by the user's verdict ("right": the wake word was said,
+        "wrong": a false accept) in `dataset`; a changed verdict replaces the earlier clip. Returns the clip id."""
+        if verdict not in VERDICTS:
+            raise StudioError(f"verdict must be one of {list(VERDICTS)}")
+        activation = live.activation(activation_id)
+        folder = self.dataset_dir(dataset)
+        target = DataSet.create(folder)
+        if activation.clip_id and activation.dataset == str(folder):
+            with contextlib.suppress(KeyError):  # deleted by hand in the Record tab meanwhile
+                target.delete(activation.clip_id)
+        meta = {"model": live.model_name, "time_seconds": activation.time_seconds, "score": activation.score}
+        clip = target.add_audio(activation.audio, {activation.word: VERDICTS[verdict]}, "corrected", meta=meta)
+        activation.verdict, activation.clip_id, activation.dataset = verdict, clip.id, str(folder)
+        return clip.id
+
+    def retrain(
+        self, name: str, dataset: str = CORRECTIONS, progress: Callable[[float, str], None] | None = None
+    ) -> str:
+        """Retrain model `name` with the corrections in `dataset`, in place (the old version is kept)."""
+        from wakeword.mining import retrain
+
+        folder, corrections = self.model_dir(name), self._open(dataset)
+        if not len(corrections):
+            raise StudioError(f"data set {dataset!r} holds no corrections yet: mark activations right or wrong")
+        report = progress or (lambda fraction, message: None)
+        report(0.0, f"retraining {name} with {len(corrections)} correction(s)")
+        try:
+            result = retrain(
+                folder, [corrections.root], on_epoch_end=lambda row: report(0.5, f"epoch {int(row['epoch']) + 1}")
+            )
+        except (ModelError, RecipeError, FileNotFoundError, ValueError) as error:
+            raise StudioError(f"cannot retrain {name!r}: {error}") from None
+        report(1.0, "saved")
+        n_clips = len(corrections)
+        seconds = f"{result.seconds:.1f} s"
+        return f"Retrained **{name}** with {n_clips} correction(s) in {seconds}; the previous version is kept."
+
+    def rollback(self, name: str) -> str:
+        """Put back the version of model `name` that the last retrain replaced."""
+        from wakeword.checkpoint import rollback_detector
+
+        try:
+            rollback_detector(self.model_dir(name))
+        except ModelError as error:
+            raise StudioError(str(error)) from None
+        return f"Rolled **{name}** back to its previous version."
 
 
 def metrics_markdown(words: dict[str, Any], thresholds: dict[str, float]) -> str:
@@ -398,6 +454,20 @@ def read_stream_chunk(path: str | os.PathLike, max_bytes: int) -> tuple[int, np.
     return rate, samples
 
 
+@dataclass
+class LiveActivation:
+    """A live detection with its audio (n_samples,) float32 16 kHz, and what the user said of it."""
+
+    id: int
+    word: str
+    time_seconds: float
+    score: float
+    audio: np.ndarray
+    verdict: str = ""  # "", "right" or "wrong"
+    clip_id: str = ""  # the clip the verdict was saved as
+    dataset: str = ""
+
+
 class LiveSession:
     """One browser's live stream: chunks at the browser's rate -> 16 kHz -> the same StreamingDetector as
     `wakeword listen`. Keeps the last `history_seconds` of scores for the plot and every detection.
@@ -416,6 +486,8 @@ class LiveSession:
         self.offset_seconds, self.rate, self._resampler = 0.0, 0, None
         self._inbox: queue.Queue = queue.Queue()
         self._lock, self._worker, self.error, self._plotted = threading.Lock(), None, None, 0.0
+        self.ring, self._open_events, self.activations = AudioRing(), [], []
+        self.n_listed = 0  # activations the app has shown so far
         self._start_streamer()
 
     def _start_streamer(self) -> None:
@@ -499,15 +571,53 @@ class LiveSession:
         session's axis)."""
         if not len(samples):
             return []
-        offset = self.offset_seconds
-        result = self.streamer.process(self._to_16k(int(rate), samples))
+        offset, audio = self.offset_seconds, self._to_16k(int(rate), samples)
+        self.ring.push(audio)
+        result = self.streamer.process(audio)
         shift = {"time_seconds", "start_seconds", "end_seconds"}
         events = [replace(d, **{k: getattr(d, k) + offset for k in shift}) for d in result.detections]
         with self._lock:  # the plot and indicator read these from the handler's thread
             self.times.extend((result.times_seconds + offset).tolist())
             self.scores.extend(result.scores.tolist())
             self.detections += events
+            self._open_events += events
+            self._keep_activation_audio()
         return events
+
+    def _keep_activation_audio(self, stream_ended: bool = False) -> None:
+        """Cut each detection's audio once the stream has passed its end (the ring holds 30 s), or with what
+        there is when the stream has ended."""
+        heard = self.ring.n_seen / SAMPLE_RATE
+        window = self.detector.config.window_seconds
+        while self._open_events and (
+            stream_ended or self._open_events[0].time_seconds + ACTIVATION_AFTER_SECONDS <= heard
+        ):
+            event = self._open_events.pop(0)
+            start = event.time_seconds - window - ACTIVATION_BEFORE_SECONDS
+            _, audio = self.ring.cut(start, event.time_seconds + ACTIVATION_AFTER_SECONDS)
+            self.activations.append(LiveActivation(len(self.activations) + 1, event.word, event.time_seconds,
+                                                   event.score, audio))  # fmt: skip
+
+    def finish(self, timeout_seconds: float = 10.0) -> None:
+        """The microphone stopped: score what is queued, then keep the last activations' audio as it is."""
+        self.wait(timeout_seconds)
+        with self._lock:
+            self._keep_activation_audio(stream_ended=True)
+
+    def activation(self, activation_id: int) -> LiveActivation:
+        with self._lock:
+            found = [a for a in self.activations if a.id == int(activation_id)]
+        if not found:
+            raise StudioError(f"no activation #{activation_id} in this session")
+        return found[0]
+
+    def activations_table(self) -> list[list[Any]]:
+        """Rows (#, seconds, word, score, verdict), newest first."""
+        with self._lock:
+            rows = [
+                [a.id, round(a.time_seconds, 1), a.word, round(a.score, 3), a.verdict or "?"] for a in self.activations
+            ]
+        return rows[::-1]
 
     def _snapshot(self) -> tuple[list[float], list[list[float]], list[Detection]]:
         with self._lock:
