@@ -499,32 +499,36 @@ def test_app_upload_stores_every_format_as_16k_mono(tmp_path, kind):
     assert rate == SAMPLE_RATE and abs(len(audio) - SAMPLE_RATE) <= 1
 
 
-def test_app_refuses_a_two_hour_upload_by_its_size_unread(tmp_path):
-    studio = Studio(tmp_path / "data")
-    path = sparse_wav(tmp_path / "two-hours.wav", 2 * 3600)
-    tracemalloc.start()
-    try:
-        with pytest.raises(StudioError, match=r"the file is 219\.7 MB; the limit is 10 MB"):
-            studio.save_clip("rec", WORD, "wake word", str(path))
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    assert peak < 1_000_000 and studio.datasets() == []
+def _two_hour_wav(folder: Path) -> Path:
+    return sparse_wav(folder / "two-hours.wav", 2 * 3600)
 
 
-def test_app_refuses_a_small_file_holding_many_minutes_without_decoding_it(tmp_path):
-    studio = Studio(tmp_path / "data")
-    path = tmp_path / "quiet.flac"
+def _twenty_minute_flac(folder: Path) -> Path:
+    path = folder / "quiet.flac"
     sf.write(path, np.zeros(20 * 60 * SAMPLE_RATE, np.int16), SAMPLE_RATE, format="FLAC")  # 20 min of silence
-    assert path.stat().st_size < studio.limits.max_upload_bytes
+    assert path.stat().st_size < 10 * 2**20  # under the byte limit: only its length gives it away
+    return path
+
+
+@pytest.mark.parametrize(
+    ("make", "message", "max_peak_bytes"),
+    [
+        (_two_hour_wav, r"the file is 219\.7 MB; the limit is 10 MB", 1_000_000),  # refused by its size
+        (_twenty_minute_flac, r"quiet\.flac: too long \(1200\.0 s; at most 5 s\)", 10 * 2**20),  # decoding: 77 MB
+    ],
+    ids=["two-hour-wav", "small-flac-of-20-minutes"],
+)
+def test_app_refuses_long_uploads_without_decoding_them(tmp_path, make, message, max_peak_bytes):
+    studio = Studio(tmp_path / "data")
+    path = make(tmp_path)
     tracemalloc.start()
     try:
-        with pytest.raises(StudioError, match=r"quiet\.flac: too long \(1200\.0 s; at most 5 s\)"):
+        with pytest.raises(StudioError, match=message):
             studio.save_clip("rec", WORD, "wake word", str(path))
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert peak < 10 * 2**20  # decoding it would take 77 MB
+    assert peak < max_peak_bytes and studio.datasets() == []
 
 
 # -- model directories: never unpickle, name every problem --------------------------------------------------------
