@@ -20,6 +20,7 @@ import argparse
 import dataclasses
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -82,6 +83,10 @@ def main() -> None:
     for word in args.words:
         tables[word] = run_keyword(word, args)
         write_tables(tables)
+        slug = word.replace(" ", "-")
+        shutil.copyfile(
+            REPO / "runs" / f"compare-{slug}" / "learning_curve.png", RESULTS / f"learning_curve_{slug}.png"
+        )
     print(f"done in {time.monotonic() - started:.0f} s")
 
 
