@@ -9,7 +9,8 @@ held-out sessions mixed with the shared noise at 10 dB SNR (FRR). FA/h is compar
 model's threshold is the one that gives the target FRR on the held-out positives.
 
     python benchmarks/mining.py [--fraction 0.5]
-Results: benchmarks/results/mining.json, .md and .png; models and mined clips under runs/mining/.
+Results: benchmarks/results/mining.json (one entry per mining threshold), .md and mining-<fraction>.png;
+models, mined clips and raw scores (scores-<fraction>.npz) under runs/mining/.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("WAKEWORD_SHARED_DATA", REPO.parent / "shared" / "data"))
 RESULTS = REPO / "benchmarks" / "results"
 OUT = REPO / "runs" / "mining"
-FRR_TARGETS = (0.025, 0.05, 0.10)
+FRR_TARGETS = (0.01, 0.025, 0.05, 0.10)
 
 
 class SharedEncoder(Detector):
@@ -115,26 +116,33 @@ def compare_rows(scores: dict, hop: float) -> list[dict]:
     return rows
 
 
-def write_results(result: dict, scores: dict, hop: float) -> None:
+def write_results(key: str, result: dict, scores: dict, hop: float) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "mining.json").write_text(json.dumps(result, indent=2))
+    path = RESULTS / "mining.json"
+    runs = json.loads(path.read_text()) if path.exists() else {}
+    runs = runs if "rows" not in runs else {}  # an older single-run file
+    runs[key] = result
+    path.write_text(json.dumps(runs, indent=2))
     lines = [
-        "| FRR on held-out jarvis (target) | FA/h before mining | FA/h after one round | change |",
-        "|---|---|---|---|",
+        "| mining threshold | clips mined | FRR on held-out jarvis | FA/h before mining | FA/h after | change |",
+        "|---|---|---|---|---|---|",
     ]
-    for row in result["rows"]:
-        before, after = row["before"], row["after"]
-        change = after["fa_per_hour"] / before["fa_per_hour"] if before["fa_per_hour"] else float("nan")
-        lines.append(
-            f"| {before['frr']:.1%} / {after['frr']:.1%} ({row['frr_target']:.1%}) | {before['fa_per_hour']:.1f} | "
-            f"{after['fa_per_hour']:.1f} | x{change:.2f} |"
-        )
+    for name, run in runs.items():
+        for row in run["rows"]:
+            before, after = row["before"], row["after"]
+            change = after["fa_per_hour"] / before["fa_per_hour"] if before["fa_per_hour"] else float("nan")
+            lines.append(
+                f"| {run['mining']['threshold']:.3f} ({name}) | {run['mining']['clips_added']} | "
+                f"{before['frr']:.1%} / {after['frr']:.1%} | {before['fa_per_hour']:.1f} | "
+                f"{after['fa_per_hour']:.1f} | x{change:.2f} |"
+            )
     (RESULTS / "mining.md").write_text("\n".join(lines) + "\n")
     curves: dict[str, DETCurve] = {}
     for column, name in enumerate(("before mining", "after one mining round")):
         tracks = [t[:, column] for t in scores["tracks"]]
         curves[name] = det_curve(scores["positives"][:, column], tracks, hop, 1.0, duration_seconds=scores["seconds"])
-    plot_det(curves, RESULTS / "mining.png", "jarvis: held-out sessions vs unseen speechocean762 speakers")
+    title = f"jarvis, mined at {result['mining']['threshold']:.2f}: held-out sessions vs unseen speakers"
+    plot_det(curves, RESULTS / f"mining-{key}.png", title)
     print("\n".join(lines))
 
 
@@ -147,18 +155,24 @@ def main() -> None:
     started = time.monotonic()
     before_dir, positives = build_before(OUT)
     mining_half, test_half = speaker_halves(SHARED / "speech" / "speechocean762", args.seed)
-    report = mine(before_dir, mining_half, OUT / "mined", MineSettings(threshold_fraction=args.fraction))
+    key = f"fraction-{args.fraction:g}"
+    mined_dir = OUT / f"mined-{key}"
+    report = mine(before_dir, mining_half, mined_dir, MineSettings(threshold_fraction=args.fraction))
     print(report.summary())
-    after_dir = OUT / "after"
+    after_dir = OUT / f"after-{key}"
     shutil.rmtree(after_dir, ignore_errors=True)
     shutil.copytree(before_dir, after_dir)
     retrain_started = time.monotonic()
-    retrain(after_dir, [OUT / "mined"])
+    retrain(after_dir, [mined_dir])
     retrain_seconds = time.monotonic() - retrain_started
     before, after = load_detector(before_dir), load_detector(after_dir)
     pair = SharedEncoder(before, after).eval()
     negative_files = [f for speaker in test_half for f in audio_files(speaker)]
     scores = score_both(pair, positives, negative_files)
+    np.savez_compressed(
+        OUT / f"scores-{key}.npz", positives=scores["positives"], seconds=scores["seconds"],
+        **{f"track{i}": t for i, t in enumerate(scores["tracks"])},
+    )  # fmt: skip
     hop = before.config.hop_seconds
     result = {
         "rows": compare_rows(scores, hop),
@@ -180,7 +194,7 @@ def main() -> None:
         "total_seconds": round(time.monotonic() - started, 1),
         "sample_rate": SAMPLE_RATE,
     }
-    write_results(result, scores, hop)
+    write_results(key, result, scores, hop)
     print(f"retrain {retrain_seconds:.1f} s; done in {result['total_seconds']:.0f} s")
 
 
