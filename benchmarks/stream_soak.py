@@ -8,7 +8,7 @@ long, with pauses), generated block by block so the source holds no long buffer.
 end of minute 5 (after warm-up: allocator pools, torch caches) to the end: resident set size (VmRSS) and
 Python allocations (tracemalloc). Hops: every hop of audio fed must be scored exactly once (the stream is
 flushed at the end, which scores the last partial hop). Targets: growth < 10 MB, zero dropped hops.
-Results: benchmarks/results/stream_soak.json and .md.
+Results: benchmarks/results/stream_soak_<family>.json and .md.
 """
 
 from __future__ import annotations
@@ -174,8 +174,9 @@ def main() -> None:
     command += f" --minutes {args.minutes:g} --block-seconds {args.block_seconds:g}"
     result = {"command": command, "detector": description, "threads": 1, **result}
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "stream_soak.json").write_text(json.dumps(result, indent=2))
-    (RESULTS / "stream_soak.md").write_text(markdown(result))
+    name = f"stream_soak_{args.family if args.model is None else detector.config.family}"
+    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2))
+    (RESULTS / f"{name}.md").write_text(markdown(result))
     print(json.dumps({k: v for k, v in result.items() if k != "timeline"}, indent=2))
 
 
