@@ -13,21 +13,24 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from wakeword.audio import SAMPLE_RATE, AudioError
-from wakeword.checkpoint import load_detector, rollback_detector
+from wakeword.checkpoint import ModelError, load_detector, read_config, rollback_detector
 from wakeword.data.clips import Clip, DataSet
 from wakeword.evaluate import audio_files
-from wakeword.models.base import Detector
+from wakeword.models.base import Detector, DetectorConfig
 from wakeword.recipes import Recipe, _help, build_dataclass
 from wakeword.stream import Detection, StreamingDetector, iter_file_blocks
+
+if TYPE_CHECKING:  # the pipeline imports torch training code: only retrain needs it, at call time
+    from wakeword.pipeline import TrainReport
 
 MARGIN_SECONDS = 0.25  # audio kept on each side of an activation, so the clip holds the whole near-miss
 MAX_CLIP_SECONDS = 4.0  # a long activation (music, a drone) is cut to this much around its onset
@@ -207,7 +210,7 @@ class _Counted:
     def __init__(self, blocks: Iterable[np.ndarray]) -> None:
         self.blocks, self.n_samples = blocks, 0
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[np.ndarray]:
         for block in self.blocks:
             self.n_samples += len(block)
             yield block
@@ -229,11 +232,9 @@ def _mined_clip(
     return dataset.make_clip(audio, {event.word: 0}, "mined", speaker=f"mined:{path.stem}", meta=meta)
 
 
-def model_recipe(model_dir: str | Path) -> Recipe:
+def model_recipe(config: DetectorConfig, model_dir: str | Path) -> Recipe:
     """The recipe a saved model was trained with (config.training.recipe)."""
-    from wakeword.checkpoint import ModelError, read_config
-
-    data = read_config(model_dir).training.get("recipe")
+    data = config.training.get("recipe")
     if not isinstance(data, dict):
         raise ModelError(f"{model_dir}: the model does not record its recipe, so it cannot be retrained")
     return build_dataclass(Recipe, data)
@@ -246,30 +247,28 @@ def retrain(
     keep_thresholds: bool = True,
     weight: float | None = None,
     on_epoch_end: Callable[[dict[str, float]], None] | None = None,
-):
+) -> TrainReport:
     """Train the model's own recipe again with the data sets `extra` (mined or corrected clips) added as
     data.hard_negatives, and save it in place; the replaced version is kept (`rollback`).
 
     keep_thresholds: keep the current thresholds (seconds with a frozen encoder); otherwise calibrate
-    and test again as `wakeword train` does. Returns the pipeline's TrainReport.
+    and test again as `wakeword train` does.
     """
     from wakeword.pipeline import train_recipe
 
-    recipe = model_recipe(model_dir)
+    config = read_config(model_dir)
+    recipe = model_recipe(config, model_dir)
     missing = [p for p in [*recipe.data.train, *recipe.data.hard_negatives] if not Path(p).exists()]
     if missing:
         raise FileNotFoundError(f"{model_dir}: retraining needs the original training data; missing {missing[0]}")
     hard = tuple(dict.fromkeys([*recipe.data.hard_negatives, *(str(Path(p).resolve()) for p in extra)]))
-    data = dataclasses.replace(recipe.data, hard_negatives=hard)
-    if weight is not None:
-        data = dataclasses.replace(data, hard_negative_weight=weight)
+    data = dataclasses.replace(
+        recipe.data,
+        hard_negatives=hard,
+        hard_negative_weight=recipe.data.hard_negative_weight if weight is None else weight,
+    )
+    thresholds = {w: config.threshold(w) for w in config.wake_words} if keep_thresholds else None
     recipe = dataclasses.replace(recipe, data=data)
-    thresholds = None
-    if keep_thresholds:
-        from wakeword.checkpoint import read_config
-
-        config = read_config(model_dir)
-        thresholds = {w: config.threshold(w) for w in config.wake_words}
     return train_recipe(recipe, model_dir, on_epoch_end, keep_thresholds=thresholds, keep_previous=True)
 
 
