@@ -216,13 +216,15 @@ def detect_tab(studio: Studio) -> gr.Dropdown:
     models = studio.models()
     with gr.Row():
         model = gr.Dropdown(models, value=models[0] if models else None, label="Model", elem_id="detect-model")
-        level = studio.threshold(models[0]) if models else 0.5
-        threshold = gr.Slider(0.0, 1.0, value=level, step=0.001, label="Threshold", elem_id="detect-threshold")
+        level = studio.threshold(models[0]) if models else 0.0
+        # logits: a probability slider would crowd every confident threshold into its last pixel
+        threshold = gr.Slider(-10.0, 30.0, value=level, step=0.05, label="Threshold (logit; 0 = probability 0.5)",
+                              elem_id="detect-threshold")  # fmt: skip
     mic = gr.Audio(sources=["microphone"], streaming=True, type="filepath", label="Microphone", elem_id="detect-mic")
     indicator = gr.HTML('<div id="wakeword-indicator" class="wakeword-listening" data-state="idle" '
                         'data-count="0">Start the microphone to listen</div>')  # fmt: skip
     plot = gr.LinePlot(x="time_seconds", y="score", color="series", label="Live score (last 10 s)", height=260,
-                       x_title="seconds", y_title="score")  # fmt: skip
+                       x_title="seconds", y_title="score (logit)")  # fmt: skip
     events = gr.Textbox(label="Detections", lines=4, interactive=False, elem_id="detect-events")
     session = gr.State(None)
     with gr.Accordion("Listen and correct", open=True, elem_id="correct"):

@@ -76,13 +76,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     report = train_recipe(load_recipe(args.recipe, args.set), args.out)
     for word, result in report.words.items():
-        auc = "n/a" if result.roc_auc is None else f"{result.roc_auc:.3f}"
-        n_false = round(result.fa_per_hour * result.negative_hours)
-        print(
-            f"{word}: FRR {result.frr:.1%} ({result.n_positive} held-out positives), "
-            f"{n_false} false accepts in {result.negative_hours * 60:.1f} min "
-            f"of held-out negatives ({result.fa_per_hour:.1f} FA/h), threshold {result.threshold:.3f}, ROC AUC {auc}"
-        )
+        print(f"{word}: held out: {result.summary()}")
     if report.words:  # under `accelerate launch` only the main process calibrates and saves
         print(f"model saved to {report.model_dir} ({report.seconds:.0f} s)")
     return 0

@@ -188,6 +188,7 @@ def _feature_key(model: Detector, windows: WakeWordDataset, n_views: int, seed: 
         encoder["mtime"] = os.stat(encoder["name"]).st_mtime_ns
     clips = [(str(root.resolve()), c.path, c.id, sorted(c.labels.items())) for c, root in windows.clips]
     parts = [encoder, model.config.window_seconds, windows.train, clips, n_views, seed, repr(augment)]
+    parts.append(windows.same_channel)
     return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:24]
 
 
@@ -237,7 +238,11 @@ def fit_detector(
     )
 
     def windows(pairs: list[ClipPair], train: bool) -> WakeWordDataset:
-        return WakeWordDataset(pairs, words, model.config.window_seconds, train=train, augment=augment, seed=spec.seed)
+        same_channel = recipe.data.same_channel_negatives if train else ()
+        window_seconds = model.config.window_seconds
+        return WakeWordDataset(
+            pairs, words, window_seconds, train=train, augment=augment, seed=spec.seed, same_channel=same_channel
+        )
 
     base, val_windows = windows(splits.train, True), windows(splits.val or splits.train, False)
     mined = windows(hard, True) if hard else None

@@ -50,6 +50,11 @@ class DataSpec:
         (),
     )
     hard_negative_weight: float = _help("loss weight of a mined or corrected clip relative to other clips", 2.0)
+    same_channel_negatives: tuple[str, ...] = _help(
+        "negatives cut from every real positive so its microphone and room are not taken for the word: "
+        "background (the audio around the word), cut-start / cut-end (the word cut short), reversed",
+        ("background", "cut-start", "cut-end", "reversed"),
+    )
     noise_dirs: tuple[str, ...] = _help("folders of background noise for augmentation", ())
     rir_dirs: tuple[str, ...] = _help("folders of room impulse responses for augmentation", ())
     val_fraction: float = _help("share of speaker/session groups kept for validation", 0.15)

@@ -34,6 +34,7 @@ import soundfile as sf
 from wakeword.audio import SAMPLE_RATE, AudioError, check_audio, load_audio, resample
 from wakeword.checkpoint import ModelError, load_detector, read_config
 from wakeword.data.clips import DataSet, ManifestError, new_clip_id, normalize_word
+from wakeword.evaluate import WordReport
 from wakeword.mining import AudioRing
 from wakeword.models import FAMILIES as MODEL_FAMILIES
 from wakeword.models.base import Detector
@@ -348,7 +349,7 @@ class Studio:
     def threshold(self, name: str) -> float:
         """The calibrated threshold of the model's first wake word (the live slider's starting point)."""
         config = self.model_info(name).config
-        return float(config.get("thresholds", {}).get(config["wake_words"][0], 0.5))
+        return float(config.get("thresholds", {}).get(config["wake_words"][0], 0.0))
 
     def detector(self, name: str) -> Detector:
         """The saved model `name`, loaded once and reused while its config.json is unchanged."""
@@ -420,13 +421,14 @@ def metrics_markdown(words: dict[str, Any], thresholds: dict[str, float]) -> str
     if not words:
         return "No held-out metrics recorded for this model."
     lines = [
-        "| wake word | threshold | FRR | FA/h | ROC AUC | positives | negatives |",
+        "| wake word | threshold (logit) | FRR | false accepts (95% interval) | ROC AUC | positives | negatives |",
         "|---|---|---|---|---|---|---|",
     ]
     for word, m in words.items():
         auc = "-" if m.get("roc_auc") is None else f"{m['roc_auc']:.3f}"
         threshold = m.get("threshold", thresholds.get(word, float("nan")))
-        lines.append(f"| {word} | {threshold:.3g} | {m['frr']:.1%} | {m['fa_per_hour']:.2f} | {auc} "
+        fa = WordReport.from_dict(m).false_accepts()
+        lines.append(f"| {word} | {threshold:.2f} | {m['frr']:.1%} | {fa} | {auc} "
                      f"| {m['n_positive']} | {m['n_negative']} |")  # fmt: skip
     return "\n".join(lines)
 
