@@ -24,6 +24,7 @@ def tiny_overrides(recipe_path: Path, tmp_path: Path, whisper_dir: Path) -> list
         "train.epochs=1",
         "train.n_views=1",
         "train.batch_size=4",
+        "evaluate.calibration_minutes=0",  # 30 min of long form: a benchmark's cost, not a smoke test's
     ]
     if load_recipe(recipe_path).model.encoder.startswith("whisper"):
         overrides.append(f"model.encoder={whisper_dir}")  # a tiny local Whisper stands in for tiny.en

@@ -6,6 +6,7 @@ import argparse
 import itertools
 import json
 import sys
+from collections import Counter
 from collections.abc import Sequence
 
 from wakeword.audio import AudioError
@@ -36,6 +37,11 @@ def cmd_data_import(args: argparse.Namespace) -> int:
     for _path, reason in report.failed:
         print(f"skipped {reason}", file=sys.stderr)
     print(f"imported {len(report.added)} clip(s) into {dataset.root}; {len(report.failed)} file(s) skipped")
+    speakers = Counter(clip.speaker for clip in report.added)
+    if speakers:
+        print("speakers: " + ", ".join(f"{name} ({n})" for name, n in sorted(speakers.items())))
+        if len(speakers) == 1 and args.speaker is None:
+            print("(one speaker: put each speaker's files in a sub-folder of their own, or give --speaker)")
     return 1 if report.failed else 0
 
 
@@ -288,7 +294,9 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
         "--label", action="append", required=True, help='wake word, e.g. "hey computer" or "hey computer=0"'
     )
     imp.add_argument("--source", default="recorded", choices=["recorded", "corpus"])
-    imp.add_argument("--speaker", default=None, help="speaker for all files (default: each file's folder name)")
+    imp.add_argument(
+        "--speaker", default=None, help="speaker of all files (default: each file's folder name; DIR/<speaker>/...)"
+    )
     imp.set_defaults(func=cmd_data_import)
     lst = data_sub.add_parser("list", help="count clips per wake word")
     lst.add_argument("data_dir")

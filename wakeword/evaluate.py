@@ -39,11 +39,14 @@ AFTER_SECONDS = 0.5  # silence after a clip, so a word ending at the clip's end 
 
 @dataclass(frozen=True)
 class Scored:
-    """One clip's labels, duration and score track (n_hops, n_words)."""
+    """One clip's labels, duration and score track (n_hops, n_words) of logits.
+
+    padded_seconds: silence scored after the clip (score_clip adds AFTER_SECONDS; long audio none)."""
 
     labels: Mapping[str, int]
     duration_seconds: float
     track: np.ndarray
+    padded_seconds: float = AFTER_SECONDS
 
 
 @dataclass
@@ -69,7 +72,7 @@ class WordReport:
         return cls(**{k: v for k, v in data.items() if k in known})
 
     def false_accepts(self) -> str:
-        """"3 false accepts in 30.0 min: 6 per hour (95% interval 1.24-17.5)" or "... below 90 per hour"."""
+        """ "3 false accepts in 30.0 min: 6 per hour (95% interval 1.24-17.5)" or "... below 90 per hour"."""
         if self.negative_hours <= 0:
             return "no negative audio"
         if self.fa_per_hour_high != self.fa_per_hour_high:  # NaN: saved before intervals were recorded
@@ -127,7 +130,7 @@ def _split(scored: Sequence[Scored], words: Sequence[str], word: str) -> tuple[l
     k = list(words).index(word)
     positives = [float(s.track[:, k].max()) for s in scored if s.labels.get(word) == 1]
     negatives = [s.track[:, k] for s in scored if s.labels.get(word) == 0]
-    seconds = sum(s.duration_seconds + AFTER_SECONDS for s in scored if s.labels.get(word) == 0)
+    seconds = sum(s.duration_seconds + s.padded_seconds for s in scored if s.labels.get(word) == 0)
     return positives, negatives, seconds
 
 
