@@ -63,5 +63,5 @@ def test_a_number_written_as_text_is_refused_by_key(tmp_path):
     with pytest.raises(RecipeError, match=r"data.mining_threshold: expected a number, got '-1e9'"):
         load_recipe(path)
     path.write_text("name: r\nwake_words: [w]\nmodel: {family: e2e}\ntrain: {epochs: 2.5}\n")
-    with pytest.raises(RecipeError, match="train.epochs: expected a number"):
+    with pytest.raises(RecipeError, match=r"train\.epochs: expected a number"):
         load_recipe(path)

@@ -293,7 +293,8 @@ def test_train_tiny_model_reports_progress_and_metrics(studio, tts):
         studio.save_clip("rec", WORD, "wake word", pcm16(tts(WORD, accent=accent, variant=variant)))
         studio.save_clip("rec", WORD, "not wake word", pcm16(tts("hello there", accent=accent, variant=variant)))
     small = ["data.synth.n_positives=6", "data.synth.n_confusables=4", "data.synth.n_generic=4",
-             "data.synth.qc=false", "train.epochs=2", "train.batch_size=16", "evaluate.calibration_minutes=0"]  # fmt: skip
+             "data.synth.qc=false", "train.epochs=2", "train.batch_size=16",
+             "evaluate.calibration_minutes=0"]  # fmt: skip
     recipe = studio.build_recipe("e2e", WORD, "rec", overrides=small)
     steps = []
     info = studio.train("tiny", recipe, lambda fraction, message: steps.append((fraction, message)))

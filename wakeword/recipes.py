@@ -169,9 +169,7 @@ def build_dataclass(cls: type, data: Any, where: str = "") -> Any:
 
 def _checked_number(annotation: Any, value: Any, key: str) -> Any:
     """A number where the schema wants one (YAML reads `1e9` as a string: it wants `1.0e+9`)."""
-    wants = {float: (int, float), int: (int,)}.get(annotation) or {"float": (int, float), "int": (int,)}.get(
-        annotation
-    )
+    wants = {float: (int, float), int: (int,)}.get(annotation) or {"float": (int, float), "int": (int,)}.get(annotation)
     if wants is None or value is None:
         return value
     if isinstance(value, bool) or not isinstance(value, wants):

@@ -421,7 +421,8 @@ def metrics_markdown(words: dict[str, Any], thresholds: dict[str, float]) -> str
     if not words:
         return "No held-out metrics recorded for this model."
     lines = [
-        "| wake word | threshold (logit) | FRR | false accepts, FA/h (95% interval) | ROC AUC | positives | negatives |",
+        "| wake word | threshold (logit) | FRR | false accepts, FA/h (95% interval) | ROC AUC | positives "
+        "| negatives |",
         "|---|---|---|---|---|---|---|",
     ]
     for word, m in words.items():

@@ -24,7 +24,9 @@ from wakeword.data.augment import (
 )
 from wakeword.data.clips import DataSet
 
-QUIET = dict(p_noise=0.0, p_rir=0.0, p_speed=0.0, p_channel=0.0, gain_db=(0.0, 0.0), shift_seconds=0.0, n_simulated_rooms=0)
+QUIET = dict(
+    p_noise=0.0, p_rir=0.0, p_speed=0.0, p_channel=0.0, gain_db=(0.0, 0.0), shift_seconds=0.0, n_simulated_rooms=0
+)
 
 
 def syllables(seconds: float, seed: int = 0, amplitude: float = 0.3) -> np.ndarray:
