@@ -109,7 +109,9 @@ def synthesize_if_needed(recipe: Recipe) -> list[Path]:
 def collect_clips(recipe: Recipe) -> tuple[list[ClipPair], list[ClipPair]]:
     """(clips from synth + data.train, mined hard negatives) as (clip, data-set root) pairs."""
     roots = synthesize_if_needed(recipe) + [Path(p) for p in recipe.data.train]
-    pairs = [(clip, root) for root in roots for clip in DataSet(root).clips()]
+    words = {normalize_word(w) for w in recipe.wake_words}
+    # clips labelled for none of the words (a room recording, another model's word) train nothing here
+    pairs = [(clip, root) for root in roots for clip in DataSet(root).clips() if words & set(clip.labels)]
     if recipe.data.max_real_clips is not None:
         pairs = _limit_real_positives(pairs, recipe.data.max_real_clips, recipe.train.seed)
     hard = [(clip, Path(p)) for p in recipe.data.hard_negatives for clip in DataSet(p).clips()]
@@ -125,8 +127,10 @@ def _limit_real_positives(pairs: list[ClipPair], n_keep: int, seed: int) -> list
 
 
 def speaker_of(clip: Clip) -> str:
-    """Who recorded a clip, for the hold-out rule: clips with no speaker count as one unknown speaker."""
-    return str(clip.meta.get("session_group") or clip.speaker or "unknown speaker")
+    """Who recorded a clip, for the hold-out rule: clips with no speaker count as one unknown speaker.
+    (Older app recordings named each clip its own session group; that says nothing about who spoke.)"""
+    group = clip.meta.get("session_group")
+    return str((group if group != clip.id else None) or clip.speaker or "unknown speaker")
 
 
 def split_clips(pairs: list[ClipPair], recipe: Recipe) -> Splits:
