@@ -118,3 +118,23 @@ def test_cached_frames_score_like_the_streaming_detector(tmp_path, tts, tiny_whi
     assert list((tmp_path / "cache" / "frames").glob("*.npy"))
     np.testing.assert_array_equal(first, again)
     np.testing.assert_allclose(first, expected, atol=2e-2)  # frames are cached as float16
+
+
+def test_clip_scores_of_a_frozen_encoder_come_from_the_frame_cache(tmp_path, tts, tiny_whisper_dir, monkeypatch):
+    from wakeword.evaluate import score_items
+    from wakeword.models import get_family
+    from wakeword.models.base import DetectorConfig
+    from wakeword.pipeline import score_pairs
+
+    monkeypatch.setenv("WAKEWORD_CACHE_DIR", str(tmp_path / "cache"))
+    data = DataSet.create(tmp_path / "d")
+    clips = [data.add_audio(tts(text), {WORD: label}) for text, label in ((WORD, 1), ("good morning", 0))]
+    config = DetectorConfig("transfer", (WORD,), encoder={"name": str(tiny_whisper_dir), "trainable": "head"},
+                            head={"hidden": [16]})  # fmt: skip
+    model = get_family("transfer").build_model(config).eval()
+    cached = score_pairs(model, [(c, data.root) for c in clips], "cached")
+    streamed = score_items(model, [(data.root / c.path, c.labels) for c in clips])
+    for a, b in zip(cached, streamed, strict=True):
+        assert a.labels == b.labels and a.duration_seconds == pytest.approx(b.duration_seconds, abs=1e-3)
+        np.testing.assert_allclose(a.track, b.track, atol=2e-2)  # float16 frames
+    assert len(list((tmp_path / "cache" / "frames").glob("*.npy"))) == 2

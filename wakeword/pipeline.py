@@ -19,16 +19,16 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
+from wakeword.audio import seconds_to_samples
 from wakeword.calibration import calibration_longform, calibration_record, negative_audio_pairs, score_long
 from wakeword.checkpoint import save_detector
 from wakeword.data.augment import AugmentSettings
 from wakeword.data.clips import Clip, DataSet, normalize_word
 from wakeword.data.dataset import REAL_SOURCES, WakeWordDataset, split_by_group
-from wakeword.data.long_audio import (
-    mine_windows,
-)
-from wakeword.evaluate import Scored, WordReport, calibrate, score_items, word_report, write_det_plot
+from wakeword.data.long_audio import mine_windows, score_long_clip
+from wakeword.evaluate import AFTER_SECONDS, Scored, WordReport, calibrate, score_items, word_report, write_det_plot
 from wakeword.models import get_family
 from wakeword.models.base import Detector, DetectorConfig
 from wakeword.recipes import Recipe
@@ -297,7 +297,15 @@ def fit_detector(
         return WakeWordDataset(list(pairs), words, model.config.window_seconds, train=train, augment=augment,
                                seed=spec.seed, same_channel=same_channel)  # fmt: skip
 
-    parts: list[tuple[torch.utils.data.Dataset, str]] = [(_Weighted(windows(splits.train, True), set(), 1.0), "train")]
+    # the user's recordings are a part of their own: the synthetic part's encoded views stay cached when
+    # recordings are added (and each real positive adds its same-channel negatives)
+    real = [p for p in splits.train if is_real(p[0])]
+    other = [p for p in splits.train if not is_real(p[0])]
+    parts = [
+        (_Weighted(windows(pairs, True), set(), 1.0), name)
+        for pairs, name in ((other, "train"), (real, "recorded"))
+        if pairs
+    ]
     if hard:
         parts.append((_Weighted(windows(hard, True), {c.id for c, _ in hard}, data.hard_negative_weight), "mined"))
     if negative_audio:
@@ -390,7 +398,16 @@ class _Concat(torch.utils.data.ConcatDataset):
 
 
 def score_pairs(detector: Detector, pairs: Sequence[ClipPair], desc: str) -> list[Scored]:
-    return score_items(detector, [(root / clip.path, clip.labels) for clip, root in pairs], desc=desc)
+    """Score clips as `wakeword.evaluate.score_clip` does. A frozen encoder's frames of each padded clip
+    are cached on disk, so re-scoring the same clips with a retrained head (mining, retrain, another draw
+    of real clips) costs a head pass."""
+    if not getattr(detector, "encoder_frozen", False):
+        return score_items(detector, [(root / clip.path, clip.labels) for clip, root in pairs], desc=desc)
+    padding = (detector.config.window_samples, seconds_to_samples(AFTER_SECONDS))
+    return [
+        Scored(dict(clip.labels), clip.duration_seconds, score_long_clip(detector, root / clip.path, padding))
+        for clip, root in tqdm(pairs, desc=desc, leave=False)
+    ]
 
 
 def train_recipe(

@@ -159,13 +159,15 @@ def _encoder_identity(model: Detector) -> dict:
     return encoder
 
 
-def cached_frames(model: Detector, path: Path) -> np.ndarray:
+def cached_frames(model: Detector, path: Path, padding: tuple[int, int] = (0, 0)) -> np.ndarray:
     """Frozen-encoder frames of every streaming window of a file: (n_hops, n_frames, dim) float16, from
-    the disk cache when present (a memory map), else encoded now and cached."""
+    the disk cache when present (a memory map), else encoded now and cached.
+
+    padding: zero samples added (before, after) the file's audio before streaming it (clip scoring pads)."""
     stat = path.stat()
     config = model.config
     key = _key([_encoder_identity(model), str(path.resolve()), stat.st_size, stat.st_mtime_ns,
-                config.window_seconds, config.hop_seconds])  # fmt: skip
+                config.window_seconds, config.hop_seconds, list(padding)])  # fmt: skip
     cache = _cache_root() / "frames" / f"{key}.npy"
     if cache.is_file():
         try:
@@ -173,7 +175,8 @@ def cached_frames(model: Detector, path: Path) -> np.ndarray:
             return np.load(cache, mmap_mode="r")
         except (OSError, ValueError):  # a damaged cache file is only a cache miss
             cache.unlink(missing_ok=True)
-    windows = stream_windows(load_audio(path), config.window_samples, config.hop_samples)
+    audio = np.pad(load_audio(path), padding)
+    windows = stream_windows(audio, config.window_samples, config.hop_samples)
     frames = [model.encode(torch.from_numpy(np.array(windows[i : i + SCORE_BATCH]))).half().numpy()
               for i in range(0, len(windows), SCORE_BATCH)]  # fmt: skip
     out = np.concatenate(frames)
@@ -195,20 +198,21 @@ def _trim_cache(folder: Path) -> None:
 
 
 @torch.no_grad()
-def score_long_clip(model: Detector, path: Path) -> np.ndarray:
-    """Logits (n_hops, n_words) of every streaming hop of one file (see stream_windows).
+def score_long_clip(model: Detector, path: Path, padding: tuple[int, int] = (0, 0)) -> np.ndarray:
+    """Logits (n_hops, n_words) of every streaming hop of one file (see stream_windows), after adding
+    `padding` zero samples (before, after).
 
     A frozen encoder's frames come from the disk cache (equal to streaming up to float16 rounding of the
     frames); any other model streams the audio through `score_array`."""
     model.eval()
     if getattr(model, "encoder_frozen", False) and hasattr(model, "forward_features"):
-        frames = cached_frames(model, path)
+        frames = cached_frames(model, path, padding)
         out = [model.forward_features(torch.from_numpy(np.asarray(frames[i : i + SCORE_BATCH], np.float32)))
                for i in range(0, len(frames), SCORE_BATCH)]  # fmt: skip
         return torch.cat(out).double().numpy()
     from wakeword.stream import score_array
 
-    return score_array(model, load_audio(path))[1].astype(np.float64)
+    return score_array(model, np.pad(load_audio(path), padding))[1].astype(np.float64)
 
 
 def mine_windows(
