@@ -138,3 +138,14 @@ def test_clip_scores_of_a_frozen_encoder_come_from_the_frame_cache(tmp_path, tts
         assert a.labels == b.labels and a.duration_seconds == pytest.approx(b.duration_seconds, abs=1e-3)
         np.testing.assert_allclose(a.track, b.track, atol=2e-2)  # float16 frames
     assert len(list((tmp_path / "cache" / "frames").glob("*.npy"))) == 2
+
+
+def test_only_the_retraining_recipe_names_paths_and_says_so(tmp_path):
+    import json
+
+    from wakeword.pipeline import PATHS_NOTE, build_config
+
+    config = build_config(_recipe(train=[str(tmp_path / "mine")], negative_audio=[str(tmp_path / "room")]))
+    text = json.dumps({k: v for k, v in config.to_dict().items() if k != "training"})
+    assert str(tmp_path) not in text
+    assert config.training["paths"] == PATHS_NOTE and str(tmp_path) in json.dumps(config.training["recipe"])

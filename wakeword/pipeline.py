@@ -183,8 +183,14 @@ def build_config(recipe: Recipe) -> DetectorConfig:
         hop_seconds=model.hop_seconds,
         encoder=encoder,
         head=dict(model.head),
-        training={"recipe": absolute_paths(recipe).to_dict()},
+        training={"recipe": absolute_paths(recipe).to_dict(), "paths": PATHS_NOTE},
     )
+
+
+PATHS_NOTE = (
+    "training.recipe names the training data by absolute paths on the machine that trained this model, so that "
+    "`wakeword retrain` finds it; nothing else in this folder names a path, and the model runs without them"
+)
 
 
 def absolute_paths(recipe: Recipe) -> Recipe:
@@ -200,6 +206,7 @@ def absolute_paths(recipe: Recipe) -> Recipe:
         synth=synth,
         train=absolute(data.train),
         hard_negatives=absolute(data.hard_negatives),
+        negative_audio=absolute(data.negative_audio),
         noise_dirs=absolute(data.noise_dirs),
         rir_dirs=absolute(data.rir_dirs),
     )
