@@ -23,11 +23,14 @@ Results: benchmarks/results/real_world/<label>.json / .md / .png (rows are appen
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
+import shutil
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 
@@ -42,6 +45,8 @@ import real_world_report as report
 
 from wakeword.checkpoint import load_detector
 from wakeword.compare import import_keyword_corpus, subset_dataset
+from wakeword.data.clips import DataSet, normalize_word
+from wakeword.data.synth import SynthSettings, build_synthetic_dataset
 from wakeword.models import get_family
 from wakeword.models.base import Detector
 from wakeword.pipeline import build_config, train_recipe
@@ -92,8 +97,62 @@ def conditions(sizes: list[int], draws: int) -> list[tuple[int, int, int]]:
 def train_condition(word: str, size: int, draw: int, seed: int, chosen: list, args: argparse.Namespace) -> Path:
     """Train (unless already saved) one model; returns its directory."""
     out = Path(args.out_models) / slug(word) / f"n{size}-d{draw}-s{seed}"
-    if (out / "config.json").exists():
-        return out
+    with _training_lock(out):  # a --train-only process may be training the same model
+        if not (out / "config.json").exists():
+            _train(word, size, draw, seed, chosen, args, out)
+    return out
+
+
+@contextlib.contextmanager
+def _training_lock(out: Path) -> Iterator[None]:
+    """Hold out/../.<name>.lock (created exclusively); wait while a live process holds it."""
+    lock = out.parent / f".{out.name}.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        try:
+            handle = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            break
+        except FileExistsError:
+            if not _holder_alive(lock):
+                lock.unlink(missing_ok=True)  # left by a process that died
+                continue
+            time.sleep(10)
+    try:
+        os.write(handle, str(os.getpid()).encode())
+        os.close(handle)
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _holder_alive(lock: Path) -> bool:
+    try:
+        os.kill(int(lock.read_text() or 0), 0)
+        return True
+    except (OSError, ValueError):
+        return lock.exists() and time.time() - lock.stat().st_mtime < 5  # just created, pid not yet written
+
+
+def prebuild_synth(word: str, args: argparse.Namespace) -> None:
+    """With --synth-qc other than auto, build the recipe's synthetic data set (same counts, seed and QC on/off)
+    with that QC transcriber before the trainer looks for it; the trainer then reuses it as it is."""
+    spec = load_recipe(RECIPE, [f"wake_words=[{word}]", *args.set]).data.synth
+    if args.synth_qc == "auto" or spec is None:
+        return
+    root = Path(spec.out) / normalize_word(word).replace(" ", "-")
+    with _training_lock(root):
+        if (root / "clips.jsonl").exists() and DataSet(root).clips():
+            return
+        staging = root.with_name(f"{root.name}.building")  # a half-built set would look finished to the trainer
+        shutil.rmtree(staging, ignore_errors=True)
+        settings = SynthSettings(qc_transcriber=args.synth_qc)
+        counts = (spec.n_positives, spec.n_confusables, spec.n_generic)
+        build_synthetic_dataset(word, staging, *counts, seed=spec.seed, qc=spec.qc, settings=settings)
+        os.replace(staging, root)
+
+
+def _train(word: str, size: int, draw: int, seed: int, chosen: list, args: argparse.Namespace, out: Path) -> None:
+    prebuild_synth(word, args)
     overrides = [f"wake_words=[{word}]", *args.set] + ([f"train.seed={seed}"] if size == 0 else [])
     recipe = load_recipe(RECIPE, overrides)
     if size:
@@ -120,7 +179,7 @@ class EvalSet:
         clips = data.keyword_clips()[word]
         self.positives = data.test_positives(clips, protocol)
         test_groups, pool_groups = data.split_groups(clips, protocol)
-        self.pool = [c for c in clips if c.group in set(pool_groups)]
+        self.pool = self.train_pool(word, protocol)
         self.negatives = data.negative_clips(word, protocol)
         started = time.monotonic()
         data.encode_clips(encoder, self.positives, protocol, f"encoding {word} positives")
@@ -134,6 +193,13 @@ class EvalSet:
             "n_negative_clips": len(self.negatives),
             "stream_hours": self.stream_seconds / 3600,
         }
+
+    @staticmethod
+    def train_pool(word: str, protocol: data.Protocol) -> list[data.ClipItem]:
+        """The keyword's clips in train-pool session groups (real training clips are drawn from these)."""
+        clips = data.keyword_clips()[word]
+        pool_groups = set(data.split_groups(clips, protocol)[1])
+        return [c for c in clips if c.group in pool_groups]
 
     def clip_logits(self, model: Detector, items: list[data.ClipItem]) -> np.ndarray:
         """Clip logits (n_clips,): the maximum over each clip's hops."""
@@ -207,6 +273,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-other-keyword-clips", type=int, default=None, help="per other keyword (default all)")
     parser.add_argument("--n-digits", type=int, default=500, help="spoken-digit negative clips")
     parser.add_argument("--max-sentence-clips", type=int, default=None, help="test-half sentences as clips")
+    parser.add_argument(
+        "--synth-qc",
+        default="auto",
+        choices=["auto", "whisper", "pocketsphinx"],
+        help="QC transcriber of the synthetic set when it is first built (auto = what the trainer does)",
+    )
+    parser.add_argument("--train-only", action="store_true", help="only train (last condition first), no eval")
     parser.add_argument("--stream-minutes", type=float, default=None, help="cap on the test-half stream")
     args = parser.parse_args(argv)
     args.out_models = args.out_models or str(data.REPO / "runs" / "real_world" / args.label)
@@ -225,7 +298,14 @@ def main(argv: list[str] | None = None) -> None:
     os.chdir(data.REPO)  # the recipe's synthetic data folder (runs/synth) is relative to the repository
     print(f"reading real recordings from {data.SHARED} (development data, not shipped)", flush=True)
     print(f"speechocean762 mining half (never tested on): {data.write_mining_list(args.protocol)}", flush=True)
+    if args.train_only:  # a second process that trains from the last condition back, while the main one encodes
+        for word in args.words:
+            pool = EvalSet.train_pool(word, args.protocol)
+            for size, draw, seed in reversed(conditions(args.sizes, args.draws)):
+                train_condition(word, size, draw, seed, draw_clips(pool, size, draw) if size else [], args)
+        return
     table = report.load(args.label, asdict(args.protocol), args.set)
+    table["synth_qc"] = args.synth_qc
     encoder = frozen_encoder(args.set)
     for word in args.words:
         run_keyword(word, args, table, encoder)
