@@ -96,11 +96,15 @@ def conditions(sizes: list[int], draws: int) -> list[tuple[int, int, int]]:
 
 def train_condition(word: str, size: int, draw: int, seed: int, chosen: list, args: argparse.Namespace) -> Path:
     """Train (unless already saved) one model; returns its directory."""
-    out = Path(args.out_models) / slug(word) / f"n{size}-d{draw}-s{seed}"
+    out = _model_dir(args, word, size, draw, seed)
     with _training_lock(out):  # a --train-only process may be training the same model
         if not (out / "config.json").exists():
             _train(word, size, draw, seed, chosen, args, out)
     return out
+
+
+def _model_dir(args: argparse.Namespace, word: str, size: int, draw: int, seed: int) -> Path:
+    return Path(args.out_models) / slug(word) / f"n{size}-d{draw}-s{seed}"
 
 
 @contextlib.contextmanager
@@ -229,7 +233,9 @@ def run_keyword(word: str, args: argparse.Namespace, table: dict, encoder: Detec
     evalset = EvalSet(word, args.protocol, encoder)
     table.setdefault("eval_sets", {})[word] = {**evalset.info, "encode_seconds_this_run": evalset.encode_seconds}
     done = {(r["keyword"], r["size"], r["draw"], r["seed"]) for r in table["rows"]}
-    for size, draw, seed in conditions(args.sizes, args.draws):
+    todo = conditions(args.sizes, args.draws)
+    todo.sort(key=lambda c: not (_model_dir(args, word, *c) / "config.json").exists())  # trained ones first
+    for size, draw, seed in todo:
         if (word, size, draw, seed) in done:
             continue
         chosen = draw_clips(evalset.pool, size, draw) if size else []
