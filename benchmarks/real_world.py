@@ -18,6 +18,14 @@ benchmarks/cache/ (see real_world_data.py) and a model's scores are its head on 
 
     python benchmarks/real_world.py --label before --words jarvis --sizes 0 10 --draws 3 [--set key=value ...]
 Results: benchmarks/results/real_world/<label>.json / .md / .png (rows are appended; a rerun skips them).
+
+Cost on 2 shared cores: the one-time encoding (about 30 windows/s on an idle machine, 5-12 under load; a 3 s
+clip is ~45 windows, an hour of stream 36,000) and the trainer itself (its own streaming validation/test
+scoring). To fit a time budget, cap the evaluation set with --max-other-keyword-clips / --n-digits /
+--max-sentence-clips / --stream-minutes (the caps are part of the results' protocol: compare labels only under
+the same caps), and start a second process with the same arguments plus --train-only: it trains from the last
+condition backwards while the first one encodes (per-model lock files keep them from training one model twice).
+The speechocean762 mining half: benchmarks/cache/speechocean_mining.txt and benchmarks/cache/speechocean_mining/.
 """
 
 from __future__ import annotations

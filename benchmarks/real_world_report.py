@@ -85,7 +85,8 @@ def summary_markdown(table: dict[str, Any]) -> str:
         group = [r for r in rows if r["keyword"] == word and r["size"] == size]
         cells = [_cell([_get(r, keys) for r in group], pct) for _, keys, pct in SUMMARY]
         lines.append(f"| {word} | {size} | {len(group)} | " + " | ".join(cells) + " |")
-    lines += ["", "Cells: mean (min-max) over draws (size 0: over training seeds).", "", *targets(rows)]
+    lines += ["", "Cells: mean (min-max) over draws (size 0: over training seeds).", "", *targets(rows), ""]
+    lines += per_row_table(rows)
     return "\n".join(lines) + "\n"
 
 
@@ -120,6 +121,27 @@ def targets(rows: list[dict]) -> list[str]:
         mean = float(np.mean([r["at_1_fah"]["frr"] for r in ten]))
         verdict = "MET" if mean <= 0.03 else "NOT MET"
         out.append(f"- jarvis mean FRR @ 1 FA/h with 10 real clips {100 * mean:.1f}% <= 3%: {verdict}")
+    return out
+
+
+def _fa(at: dict) -> str:
+    low, high = at["fa_per_hour_95"]
+    return f"{at['fa_count']} FA = {at['fa_per_hour']:.2f}/h [{low:.2f}, {high:.2f}]"
+
+
+def per_row_table(rows: list[dict]) -> list[str]:
+    """Every model: FRR with the FA count and its 95% Poisson interval per hour, and the saturated negatives."""
+    out = ["## Every model", "", "| keyword | clips | draw | seed | FRR @ 1 FA/h (stream FA, 95%) | FRR @ 0.5 FA/h | "
+           "own thr | FRR @ own thr (stream FA, 95%) | neg >= own thr / p >= 0.999 by kind | train s |",
+           "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for r in rows:
+        kinds = ", ".join(f"{k} {v['above_own']}/{v['p_ge_0999']} of {v['n']}" for k, v in r["neg_by_kind"].items())
+        own = r["at_own"]
+        out.append(
+            f"| {r['keyword']} | {r['size']} | {r['draw']} | {r['seed']} | {100 * r['at_1_fah']['frr']:.1f}% "
+            f"({_fa(r['at_1_fah'])}) | {100 * r['at_0.5_fah']['frr']:.1f}% | {own['threshold']:.4g} ({own['scale']}) "
+            f"| {100 * own['frr']:.1f}% ({_fa(own)}) | {kinds} | {r['train_seconds']:.0f} |"
+        )
     return out
 
 
