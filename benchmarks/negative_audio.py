@@ -56,7 +56,9 @@ def warm(folder: Path, calibration_minutes: float) -> None:
     config = DetectorConfig("transfer", ("jarvis",), encoder={"name": "whisper-tiny.en", "revision": None,
                             "trainable": "head", "top_k": 2}, head={"hidden": [8]})  # fmt: skip
     model = get_family("transfer").build_model(config).eval()
-    sets = [segment_long_audio([folder]), build_synthetic_longform(calibration_minutes)]
+    sets = [segment_long_audio([folder])]
+    if calibration_minutes > 0:
+        sets.append(build_synthetic_longform(calibration_minutes))
     for dataset in sets:
         for clip in tqdm(dataset.clips(), desc=f"frames of {dataset.root.name}"):
             cached_frames(model, dataset.root / clip.path)

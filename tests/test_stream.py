@@ -9,8 +9,8 @@ import soundfile as sf
 import torch
 
 from wakeword.audio import SAMPLE_RATE, AudioError, load_audio
-from wakeword.metrics import detection_hops
-from wakeword.models.base import Detector, DetectorConfig, logit, probability
+from wakeword.metrics import detection_hops, logit, probability
+from wakeword.models.base import Detector, DetectorConfig
 from wakeword.stream import (
     Detection,
     StreamingDetector,

@@ -16,8 +16,9 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from wakeword.metrics import logit
 from wakeword.models import get_family
-from wakeword.models.base import FORMAT_VERSION, Detector, DetectorConfig, logit
+from wakeword.models.base import FORMAT_VERSION, Detector, DetectorConfig
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"

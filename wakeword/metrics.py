@@ -31,6 +31,17 @@ SECONDS_PER_HOUR = 3600.0
 ScoreTracks = np.ndarray | Sequence[np.ndarray]
 
 
+def probability(logits: np.ndarray | float) -> np.ndarray | float:
+    """Display scale of a score: sigmoid in float64 (1 - p stays distinguishable up to logit ~36)."""
+    return 1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64)))
+
+
+def logit(probability_: np.ndarray | float, eps: float = 1e-12) -> np.ndarray | float:
+    """Inverse of `probability`, with p clipped to [eps, 1 - eps] so 0 and 1 map to finite logits."""
+    p = np.clip(np.asarray(probability_, dtype=np.float64), eps, 1.0 - eps)
+    return np.log(p) - np.log1p(-p)
+
+
 def refractory_hops(refractory_seconds: float, hop_seconds: float) -> int:
     """Number of hops after a detection during which no new detection can start (>= 0)."""
     if refractory_seconds < 0 or hop_seconds <= 0:

@@ -25,7 +25,8 @@ from wakeword.audio import SAMPLE_RATE, AudioError
 from wakeword.checkpoint import ModelError, load_detector, read_config, rollback_detector
 from wakeword.data.clips import Clip, DataSet
 from wakeword.evaluate import audio_files
-from wakeword.models.base import Detector, DetectorConfig, logit, probability
+from wakeword.metrics import logit, probability
+from wakeword.models.base import Detector, DetectorConfig
 from wakeword.recipes import Recipe, _help, build_dataclass
 from wakeword.stream import Detection, StreamingDetector, iter_file_blocks
 

@@ -32,8 +32,8 @@ import soundfile as sf
 import torch
 
 from wakeword.audio import SAMPLE_RATE, AudioError
-from wakeword.metrics import refractory_hops
-from wakeword.models.base import Detector, logit, probability
+from wakeword.metrics import logit, probability, refractory_hops
+from wakeword.models.base import Detector
 
 BLOCK_SECONDS = 3.2  # file read size: 32 default hops, one detector batch
 

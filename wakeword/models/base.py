@@ -10,10 +10,10 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
 
 from wakeword.audio import HOP_SECONDS, SAMPLE_RATE, WINDOW_SECONDS, seconds_to_samples
+from wakeword.metrics import logit, probability  # noqa: F401  (re-exported: the score scale)
 
 FORMAT_VERSION = 2  # 2: thresholds on the logit scale (1: probabilities, converted on load)
 
@@ -101,17 +101,6 @@ class Detector(torch.nn.Module):
             return self(audio)
         finally:
             self.train(was_training)
-
-
-def probability(logits: np.ndarray | float) -> np.ndarray | float:
-    """Display scale of a score: sigmoid in float64 (1 - p stays distinguishable up to logit ~36)."""
-    return 1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64)))
-
-
-def logit(probability_: np.ndarray | float, eps: float = 1e-12) -> np.ndarray | float:
-    """Inverse of `probability`, with p clipped to [eps, 1 - eps] so 0 and 1 map to finite logits."""
-    p = np.clip(np.asarray(probability_, dtype=np.float64), eps, 1.0 - eps)
-    return np.log(p) - np.log1p(-p)
 
 
 def masked_bce(
