@@ -164,10 +164,9 @@ def cached_frames(model: Detector, path: Path, padding: tuple[int, int] = (0, 0)
     the disk cache when present (a memory map), else encoded now and cached.
 
     padding: zero samples added (before, after) the file's audio before streaming it (clip scoring pads)."""
-    stat = path.stat()
     config = model.config
-    key = _key([_encoder_identity(model), str(path.resolve()), stat.st_size, stat.st_mtime_ns,
-                config.window_seconds, config.hop_seconds, list(padding)])  # fmt: skip
+    content = hashlib.sha256(path.read_bytes()).hexdigest()  # by content: a moved or copied file stays cached
+    key = _key([_encoder_identity(model), content, config.window_seconds, config.hop_seconds, list(padding)])
     cache = _cache_root() / "frames" / f"{key}.npy"
     if cache.is_file():
         try:
