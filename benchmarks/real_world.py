@@ -244,7 +244,8 @@ def run_keyword(word: str, args: argparse.Namespace, table: dict, encoder: Detec
     todo = conditions(args.sizes, args.draws)
     todo.sort(key=lambda c: not (_model_dir(args, word, *c) / "config.json").exists())  # trained ones first
     for size, draw, seed in todo:
-        if (word, size, draw, seed) in done:
+        trained = (_model_dir(args, word, size, draw, seed) / "config.json").exists()
+        if (word, size, draw, seed) in done or (args.eval_only and not trained):
             continue
         chosen = draw_clips(evalset.pool, size, draw) if size else []
         started = time.monotonic()
@@ -293,6 +294,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         choices=["auto", "whisper", "pocketsphinx"],
         help="QC transcriber of the synthetic set when it is first built (auto = what the trainer does)",
     )
+    parser.add_argument("--eval-only", action="store_true", help="only evaluate models already trained")
     parser.add_argument("--train-only", action="store_true", help="only train (last condition first), no eval")
     parser.add_argument("--stream-minutes", type=float, default=None, help="cap on the test-half stream")
     args = parser.parse_args(argv)
