@@ -73,6 +73,7 @@ def cmd_data_check(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from wakeword.pipeline import train_recipe
     from wakeword.recipes import load_recipe
+    from wakeword.timing import format_stages
 
     report = train_recipe(load_recipe(args.recipe, args.set), args.out)
     for word, result in report.words.items():
@@ -85,6 +86,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
     if report.words:  # under `accelerate launch` only the main process calibrates and saves
         print(f"model saved to {report.model_dir} ({report.seconds:.0f} s)")
+        print(f"time per stage: {format_stages(report.stages)}")
     return 0
 
 

@@ -27,6 +27,7 @@ from wakeword.evaluate import Scored, WordReport, calibrate, score_items, word_r
 from wakeword.models import get_family
 from wakeword.models.base import Detector, DetectorConfig
 from wakeword.recipes import Recipe
+from wakeword.timing import StageTimer, active_stages, timed
 from wakeword.train import STATE_DIR, cache_features, fit, seed_everything
 
 FEATURE_CACHE_FILES = 12  # encoded training sets kept on disk (~60 MB each for whisper-tiny.en)
@@ -57,6 +58,7 @@ class TrainReport:
     counts: dict[str, Any] = field(default_factory=dict)
     history: list[dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
+    stages: dict[str, float] = field(default_factory=dict)  # wall seconds per stage (wakeword.timing)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -73,15 +75,16 @@ def synthesize_if_needed(recipe: Recipe) -> list[Path]:
     for word in recipe.wake_words:
         root = Path(spec.out) / normalize_word(word).replace(" ", "-")
         if not (root / "clips.jsonl").exists() or not DataSet(root).clips():
-            build_synthetic_dataset(
-                word,
-                root,
-                n_positives=spec.n_positives,
-                n_confusables=spec.n_confusables,
-                n_generic=spec.n_generic,
-                seed=spec.seed,
-                qc=spec.qc,
-            )
+            with timed("synthesis"):
+                build_synthetic_dataset(
+                    word,
+                    root,
+                    n_positives=spec.n_positives,
+                    n_confusables=spec.n_confusables,
+                    n_generic=spec.n_generic,
+                    seed=spec.seed,
+                    qc=spec.qc,
+                )
         roots.append(root)
     return roots
 
@@ -252,14 +255,19 @@ def fit_detector(
         encoded = []
         for dataset, name in parts:
             key = _feature_key(model, dataset.windows, spec.n_views, spec.seed, augment) if use_disk else None
-            encoded.append(encode_cached(model, dataset, key, spec.n_views, spec.batch_size, f"encoding {name}"))
+            with timed("encoding"):
+                encoded.append(encode_cached(model, dataset, key, spec.n_views, spec.batch_size, f"encoding {name}"))
         val_key = _feature_key(model, val_windows, 1, spec.seed, None) if use_disk else None
-        val_set = encode_cached(model, val_windows, val_key, 1, spec.batch_size, "encoding val")
+        with timed("encoding"):
+            val_set = encode_cached(model, val_windows, val_key, 1, spec.batch_size, "encoding val")
         train_set: torch.utils.data.Dataset = torch.utils.data.ConcatDataset(encoded)
     else:
         train_set, val_set = _Concat([d for d, _ in parts]), val_windows
     family = get_family(model.family)
-    result = fit(model, family.compute_loss, train_set, val_set, spec, out_dir / STATE_DIR, pos_weight, on_epoch_end)
+    with timed("fitting"):
+        result = fit(
+            model, family.compute_loss, train_set, val_set, spec, out_dir / STATE_DIR, pos_weight, on_epoch_end
+        )
     return result.history
 
 
@@ -284,6 +292,22 @@ def train_recipe(
     out_dir: str | Path,
     on_epoch_end: Callable[[dict[str, float]], None] | None = None,
     *,
+    keep_thresholds: dict[str, float] | None = None,
+    keep_previous: bool = False,
+    stages: StageTimer | None = None,
+) -> TrainReport:
+    """_train_recipe, timed stage by stage (report.stages, also in report.json). stages: a timer to
+    report to (a caller that times earlier work, or shows each stage as it starts); default a new one."""
+    with (stages or StageTimer()).active():
+        return _train_recipe(
+            recipe, out_dir, on_epoch_end, keep_thresholds=keep_thresholds, keep_previous=keep_previous
+        )
+
+
+def _train_recipe(
+    recipe: Recipe,
+    out_dir: str | Path,
+    on_epoch_end: Callable[[dict[str, float]], None] | None = None,
     keep_thresholds: dict[str, float] | None = None,
     keep_previous: bool = False,
 ) -> TrainReport:
@@ -325,7 +349,7 @@ def train_recipe(
         words = _calibrate_and_test(model, recipe, splits, counts, out_dir)
     save_detector(model, out_dir, keep_previous=keep_previous)
     shutil.rmtree(out_dir / STATE_DIR, ignore_errors=True)  # finished: a later run must not resume this one
-    report = TrainReport(str(out_dir), words, counts, history, round(time.monotonic() - started, 1))
+    report = TrainReport(str(out_dir), words, counts, history, round(time.monotonic() - started, 1), active_stages())
     (out_dir / "report.json").write_text(json.dumps(report.to_dict(), indent=2), encoding="utf-8")
     return report
 
@@ -336,10 +360,12 @@ def _calibrate_and_test(
     """Thresholds from the validation split, then FRR / FA/h on the test split and a DET plot."""
     config = model.config
     refractory, target = recipe.evaluate.refractory_seconds, recipe.evaluate.target_fa_per_hour
-    val = score_pairs(model, splits.val or splits.train, "scoring validation")
-    thresholds = calibrate(config, val, target, refractory)
-    test = score_pairs(model, splits.test or splits.val, "scoring test") if splits.test else val
-    words = {w: word_report(config, test, w, thresholds[w], refractory) for w in config.wake_words}
+    with timed("calibration"):
+        val = score_pairs(model, splits.val or splits.train, "scoring validation")
+        thresholds = calibrate(config, val, target, refractory)
+    with timed("test"):
+        test = score_pairs(model, splits.test or splits.val, "scoring test") if splits.test else val
+        words = {w: word_report(config, test, w, thresholds[w], refractory) for w in config.wake_words}
     model.config = model.config.replace(  # the model's own config: families fill in their defaults
         thresholds=thresholds,
         calibration={"target_fa_per_hour": target, "refractory_seconds": refractory, "measured_on": "validation"},

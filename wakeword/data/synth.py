@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 from wakeword.audio import SAMPLE_RATE, load_audio, resample
 from wakeword.data.clips import DataSet, normalize_word
 from wakeword.data.lexicon import COMMON_WORDS, Lexicon, load_lexicon, words_of
+from wakeword.timing import timed
 
 log = logging.getLogger(__name__)
 
@@ -453,7 +454,10 @@ class _Build:
             if report.n_positives >= settings.n_positives:
                 break
             audio = self.backend.synthesize(self.wake_word, voice)
-            transcript = transcriber(audio) if transcriber and audio.size else ""
+            transcript = ""
+            if transcriber and audio.size:
+                with timed("quality check"):  # counted apart from synthesis in `wakeword train`'s stage times
+                    transcript = transcriber(audio)
             accepted = audio.size > 0 and (transcriber is None or self.lexicon.says(transcript, self.wake_word))
             tally = report.qc_by_voice.setdefault(voice.voice.id, [0, 0])
             tally[0], tally[1] = tally[0] + accepted, tally[1] + 1
