@@ -507,7 +507,18 @@ def test_listen_refuses_what_is_not_a_model_or_a_device(tmp_path, capsys, model_
         assert_error_line(code, err, "listen", says, *map(str, args))
     pytest.importorskip("sounddevice", exc_type=OSError)  # PortAudio itself is needed to look devices up
     code, _, err = run_cli(capsys, "listen", model_dir, "--device", "no-such-microphone")
-    assert_error_line(code, err, "listen", "no-such-microphone")
+    assert_error_line(code, err, "listen", "no-such-microphone", "--list-devices")
+    code, _, err = run_cli(capsys, "listen", model_dir, "--device", "99")  # an index: no such device
+    assert_error_line(code, err, "listen", "input device 99", "--list-devices")
+
+
+def test_listen_without_any_input_device_says_so_and_points_at_list_devices(capsys, model_dir):
+    sounddevice = pytest.importorskip("sounddevice", exc_type=OSError)
+    if sounddevice.default.device[0] >= 0 or any(d["max_input_channels"] for d in sounddevice.query_devices()):
+        pytest.skip("this machine has an input device")  # e.g. while PulseAudio runs
+    code, _, err = run_cli(capsys, "listen", model_dir)
+    last = assert_error_line(code, err, "listen", "no input device found", "wakeword listen --list-devices")
+    assert "Error querying device" not in last
 
 
 # -- the app's upload (Studio.read_recording / save_clip) ---------------------------------------------------------

@@ -145,8 +145,9 @@ def cmd_listen(args: argparse.Namespace) -> int:
     detector = load_detector(args.model)
     thresholds = {w: args.threshold for w in detector.config.wake_words} if args.threshold is not None else None
     print(f"listening for {', '.join(detector.config.wake_words)} (Ctrl-C to stop)", file=sys.stderr, flush=True)
+    device = int(args.device) if args.device and args.device.isdigit() else args.device  # an index, or a name
     n_events = listen(
-        detector, args.device, thresholds=thresholds, smoothing_hops=args.smoothing, refractory_seconds=args.refractory
+        detector, device, thresholds=thresholds, smoothing_hops=args.smoothing, refractory_seconds=args.refractory
     )
     print(f"stopped after {n_events} detection(s)", file=sys.stderr)
     return 0

@@ -357,7 +357,10 @@ def _open_input(device: int | str | None, hop_seconds: float, blocks: queue.Queu
     try:
         info = sd.query_devices(device, kind="input")
     except (ValueError, sd.PortAudioError) as error:
-        raise MicrophoneError(f"input device {device!r}: {error}") from None
+        hint = "see `wakeword listen --list-devices` and pick one with --device"
+        if device is None:  # PortAudio's own words are "Error querying device -1"
+            raise MicrophoneError(f"no input device found (no default microphone): {hint}") from None
+        raise MicrophoneError(f"input device {device!r}: {error}; {hint}") from None
     rate = int(info["default_samplerate"])
 
     def callback(indata: np.ndarray, frames: int, when: object, status: object) -> None:
