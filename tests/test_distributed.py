@@ -53,6 +53,7 @@ def test_accelerate_launch_two_cpu_processes_saves_one_model(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     assert "training on 2 process(es)" in out.stdout
     assert out.stdout.count("model saved to") == 1
+    assert out.stdout.count("time per stage: synthesis ") == 1  # only the main process synthesises and reports
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [
         "config.json",
         "det.png",

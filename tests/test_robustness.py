@@ -1,5 +1,5 @@
 """Issue #9, robustness: every way audio enters (load_audio, `data import`, `score`, `detect`, `evaluate`,
-`train`, the app's upload) given broken, odd or huge files; model files that must not be trusted; the
+`mine`, `train`, the app's upload) given broken, odd or huge files; model files that must not be trusted; the
 commands that take no audio (`synth`, `listen`) given bad arguments.
 
 A bad input ends in a clear error naming the file and the reason (AudioError, StudioError, ModelError, or
@@ -10,7 +10,6 @@ a library, never a partial write. The files are made here by `audio_file(kind, f
 from __future__ import annotations
 
 import json
-import math
 import os
 import pickle
 import re
@@ -298,26 +297,59 @@ def test_data_import_converts_good_files(tmp_path, capsys, kind):
     )
 
 
-# -- wakeword score / detect -------------------------------------------------------------------------------------
-SCORE_REFUSES = ("corrupt_wav", "zero_length", "nan", "inf", "directory", "missing")
+# -- wakeword score / detect / mine: the streaming reader refuses what load_audio refuses, in the same words ------
+def load_error(path: Path) -> str:
+    """load_audio's message for a bad file."""
+    with pytest.raises(AudioError) as error:
+        load_audio(path)
+    return str(error.value)
 
 
 @pytest.mark.parametrize("command", ["score", "detect"])
-@pytest.mark.parametrize("kind", [*SCORE_REFUSES, "corrupt_flac", "truncated_flac"])
-def test_score_and_detect_refuse_unreadable_audio_in_one_line(tmp_path, capsys, model_dir, command, kind):
+@pytest.mark.parametrize("kind", BAD)
+def test_score_and_detect_refuse_bad_audio_as_load_audio_does(tmp_path, capsys, model_dir, command, kind):
     path = audio_file(kind, tmp_path)
-    code, _, err = run_cli(capsys, command, model_dir, path)
-    assert_error_line(code, err, command, str(path))
+    code, out, err = run_cli(capsys, command, model_dir, path)
+    last = assert_error_line(code, err, command, str(path), BAD[kind])
+    assert last == f"wakeword {command}: error: {load_error(path)}"
+    assert out == ""
 
 
-@pytest.mark.parametrize("kind", ["truncated_wav", "one_sample"])
-def test_score_streams_what_a_short_or_cut_file_holds(tmp_path, capsys, model_dir, kind):
-    """`score` measures any length (a harness feeds it what it has): one row per started hop, zero-padded."""
-    path = audio_file(kind, tmp_path)
-    n_samples = (path.stat().st_size - 44) // 2  # 16-bit mono after a 44-byte header
-    code, out, _ = run_cli(capsys, "score", model_dir, path)
-    rows = out.strip().splitlines()
-    assert code == 0 and rows[0] == "time_seconds,score" and len(rows) - 1 == math.ceil(n_samples / 1600)
+def test_a_wav_cut_short_of_its_header_is_refused_by_every_command(tmp_path, capsys, model_dir):
+    """The case a new user hit: 3000 bytes of a WAV whose header declares 35,460 bytes of samples."""
+    path = tmp_path / "cut.wav"
+    sf.write(path, tone(35460 / 2 / SAMPLE_RATE), SAMPLE_RATE, subtype="PCM_16")
+    assert struct.unpack("<I", path.read_bytes()[40:44])[0] == 35460
+    path.write_bytes(path.read_bytes()[:3000])
+    says = f"{path}: truncated WAV (header declares 35460 bytes of samples, file holds 2956)"
+    assert load_error(path) == says
+    for command in ("score", "detect"):
+        code, _, err = run_cli(capsys, command, model_dir, path)
+        assert assert_error_line(code, err, command) == f"wakeword {command}: error: {says}"
+    code, _, err = run_cli(capsys, "mine", model_dir, path, "--out", tmp_path / "mined")
+    assert assert_error_line(code, err, "mine") == f"wakeword mine: error: {says}"
+    (tmp_path / "neg").mkdir()
+    sf.write(tmp_path / "neg" / "tone.wav", tone(), SAMPLE_RATE)
+    code, _, err = run_cli(capsys, "evaluate", model_dir, "--positives", tmp_path, "--negatives", tmp_path / "neg")
+    assert assert_error_line(code, err, "evaluate") == f"wakeword evaluate: error: {says}"
+
+
+@pytest.mark.parametrize("kind", BAD)
+def test_mine_refuses_a_bad_file_it_is_given_as_load_audio_does(tmp_path, capsys, model_dir, kind):
+    path = audio_file(kind, tmp_path / "src")
+    code, out, err = run_cli(capsys, "mine", model_dir, path, "--out", tmp_path / "mined")
+    if kind == "directory":  # a folder named like audio is searched for audio files, and holds none
+        assert_error_line(code, err, "mine", str(path), "no audio files")
+    else:
+        assert assert_error_line(code, err, "mine", str(path)) == f"wakeword mine: error: {load_error(path)}"
+    assert out == ""
+
+
+def test_mine_skips_a_bad_file_found_in_a_folder_and_names_it(tmp_path, capsys, model_dir):
+    bad = audio_file("truncated_wav", tmp_path / "src")
+    audio_file("float32", tmp_path / "src")
+    code, out, _ = run_cli(capsys, "mine", model_dir, tmp_path / "src", "--out", tmp_path / "mined")
+    assert code == 0 and "mined 1 file(s)" in out and f"skipped {load_error(bad)}" in out
 
 
 @pytest.mark.parametrize("kind", GOOD)
@@ -325,11 +357,6 @@ def test_score_reads_every_format_rate_and_layout(tmp_path, capsys, model_dir, k
     code, out, _ = run_cli(capsys, "score", model_dir, audio_file(kind, tmp_path))
     rows = out.strip().splitlines()[1:]
     assert code == 0 and len(rows) == 10 and all(0 <= float(r.split(",")[1]) <= 1 for r in rows)
-
-
-def test_score_writes_nothing_to_stdout_when_the_audio_is_bad(tmp_path, capsys, model_dir):
-    code, out, _ = run_cli(capsys, "score", model_dir, audio_file("corrupt_wav", tmp_path))
-    assert code == 2 and out == ""
 
 
 @pytest.mark.slow
@@ -365,7 +392,9 @@ def test_evaluate_names_the_bad_file_or_folder(tmp_path, capsys, model_dir, kind
     code, out, err = run_cli(capsys, "evaluate", model_dir, "--positives", positives, "--negatives", negatives)
     # a folder named like audio is not audio: then the positives folder holds none, and that is the error
     named = str(positives) if kind in ("missing", "directory") else str(bad)
-    assert_error_line(code, err, "evaluate", named)
+    last = assert_error_line(code, err, "evaluate", named)
+    if kind not in ("missing", "directory"):
+        assert last == f"wakeword evaluate: error: {load_error(bad)}"
     assert out == ""
 
 
@@ -479,7 +508,18 @@ def test_listen_refuses_what_is_not_a_model_or_a_device(tmp_path, capsys, model_
         assert_error_line(code, err, "listen", says, *map(str, args))
     pytest.importorskip("sounddevice", exc_type=OSError)  # PortAudio itself is needed to look devices up
     code, _, err = run_cli(capsys, "listen", model_dir, "--device", "no-such-microphone")
-    assert_error_line(code, err, "listen", "no-such-microphone")
+    assert_error_line(code, err, "listen", "no-such-microphone", "--list-devices")
+    code, _, err = run_cli(capsys, "listen", model_dir, "--device", "99")  # an index: no such device
+    assert_error_line(code, err, "listen", "input device 99", "--list-devices")
+
+
+def test_listen_without_any_input_device_says_so_and_points_at_list_devices(capsys, model_dir):
+    sounddevice = pytest.importorskip("sounddevice", exc_type=OSError)
+    if sounddevice.default.device[0] >= 0 or any(d["max_input_channels"] for d in sounddevice.query_devices()):
+        pytest.skip("this machine has an input device")  # e.g. while PulseAudio runs
+    code, _, err = run_cli(capsys, "listen", model_dir)
+    last = assert_error_line(code, err, "listen", "no input device found", "wakeword listen --list-devices")
+    assert "Error querying device" not in last
 
 
 # -- the app's upload (Studio.read_recording / save_clip) ---------------------------------------------------------

@@ -301,8 +301,14 @@ def test_train_tiny_model_reports_progress_and_metrics(studio, tts):
     fractions = [f for f, _ in steps]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
     assert sum("epoch" in m for _, m in steps) >= 1
+    shown = [m.split(":")[0] for _, m in steps]  # the progress bar names each stage as it starts
+    assert [s for s in shown if s in ("synthesis", "fitting", "calibration", "test")] == [
+        "synthesis", "fitting", *["fitting"] * sum("epoch" in m for _, m in steps), "calibration", "test"
+    ]  # fmt: skip
     assert studio.models() == ["tiny"] and info.det_png is not None and info.det_png.is_file()
     report = json.loads((studio.model_dir("tiny") / "report.json").read_text())
+    assert list(report["stages"]) == ["synthesis", "fitting", "calibration", "test", "other", "total"]
+    assert report["stages"]["total"] == pytest.approx(sum(list(report["stages"].values())[:-1]), abs=0.3)
     assert WORD in info.metrics_markdown and f"{report['words'][WORD]['frr']:.1%}" in info.metrics_markdown
     with pytest.raises(StudioError, match="exists"):
         studio.train("tiny", recipe)

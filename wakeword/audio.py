@@ -11,6 +11,7 @@ import math
 import os
 import struct
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -113,8 +114,9 @@ def _decode(handle: sf.SoundFile, name: str, max_frames: int | None) -> np.ndarr
     return np.concatenate(blocks) if blocks else np.zeros((0, handle.channels), np.float32)
 
 
-def _read_raw(source: AudioSource, name: str, max_seconds: float | None) -> tuple[np.ndarray, int]:
-    """Decode with libsndfile (WAV/FLAC/OGG/MP3 and the rest it reads); every failure is an AudioError."""
+def _open(source: AudioSource, name: str) -> sf.SoundFile:
+    """Open audio for decoding after the checks every reader shares (missing, a directory, empty, truncated
+    WAV, unreadable header, implausible rate); every failure is an AudioError naming the file."""
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if not path.exists():
@@ -129,19 +131,78 @@ def _read_raw(source: AudioSource, name: str, max_seconds: float | None) -> tupl
         source = io.BytesIO(source)
     try:
         _check_whole(source, name)
-        with sf.SoundFile(source) as handle:
-            rate = handle.samplerate
-            if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
-                raise AudioError(f"{name}: implausible sample rate {rate} Hz (corrupt header?)")
-            max_frames = None if max_seconds is None else math.floor(max_seconds * rate)
-            data = _decode(handle, name, max_frames)
+        handle = sf.SoundFile(source)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError, OSError) as error:
         if isinstance(error, AudioError):
             raise
-        raise AudioError(f"{name}: unreadable or truncated audio ({error})") from None
-    except MemoryError:
-        raise AudioError(f"{name}: too large to decode into memory") from None
+        raise _unreadable(name, error) from None
+    if not MIN_SAMPLE_RATE <= handle.samplerate <= MAX_SAMPLE_RATE:
+        handle.close()
+        raise AudioError(f"{name}: implausible sample rate {handle.samplerate} Hz (corrupt header?)")
+    return handle
+
+
+def _unreadable(name: str, error: Exception) -> AudioError:
+    return AudioError(f"{name}: unreadable or truncated audio ({error})")
+
+
+def _check_samples(name: str, data: np.ndarray) -> None:
+    """Refuse non-finite samples. data: (n_frames, n_channels) float32."""
+    # float64 accumulation: any NaN or inf makes the sum non-finite, and finite float32 samples cannot
+    # overflow it, so this checks every sample without an n-sized boolean temporary
+    if not np.isfinite(np.sum(data, dtype=np.float64)):
+        raise AudioError(f"{name}: contains NaN or infinite samples")
+
+
+def _check_length(name: str, n_frames: int, rate: int) -> None:
+    """Refuse audio with no samples, or too short for one analysis frame once at 16 kHz."""
+    if n_frames == 0:
+        raise AudioError(f"{name}: contains no samples")
+    if math.ceil(n_frames * SAMPLE_RATE / rate) < MIN_AUDIO_SAMPLES:
+        raise AudioError(f"{name}: too short ({n_frames / rate * 1000:.1f} ms; need at least 25 ms)")
+
+
+def _read_raw(source: AudioSource, name: str, max_seconds: float | None) -> tuple[np.ndarray, int]:
+    """Decode with libsndfile (WAV/FLAC/OGG/MP3 and the rest it reads); every failure is an AudioError."""
+    with _open(source, name) as handle:
+        rate = handle.samplerate
+        max_frames = None if max_seconds is None else math.floor(max_seconds * rate)
+        try:
+            data = _decode(handle, name, max_frames)
+        except (sf.LibsndfileError, RuntimeError, TypeError, ValueError, OSError) as error:
+            if isinstance(error, AudioError):
+                raise
+            raise _unreadable(name, error) from None
+        except MemoryError:
+            raise AudioError(f"{name}: too large to decode into memory") from None
     return data, rate
+
+
+def read_blocks(path: str | os.PathLike, block_seconds: float) -> Iterator[tuple[np.ndarray, int, bool]]:
+    """A file read block by block, refused for exactly what load_audio refuses, with the same messages.
+
+    Yields (mono float32 block (n_frames,) at the file's own rate, rate, is_last_block). One block is read
+    ahead, so a file too short or with no samples is refused before anything of it is yielded; a file that
+    fails to decode (or holds NaN) part way is refused when the reader gets there.
+    """
+    name = _describe(path)
+    with _open(path, name) as handle:
+        rate, n_frames, pending = handle.samplerate, 0, None
+        blocks = handle.blocks(blocksize=max(1, int(block_seconds * rate)), dtype="float32", always_2d=True)
+        while True:
+            try:
+                block = next(blocks)
+            except StopIteration:
+                break
+            except (sf.LibsndfileError, RuntimeError, ValueError) as error:
+                raise _unreadable(name, error) from None
+            _check_samples(name, block)
+            n_frames += len(block)
+            if pending is not None:
+                yield pending, rate, False
+            pending = block[:, 0].copy() if block.shape[1] == 1 else block.mean(axis=1, dtype=np.float32)
+        _check_length(name, n_frames, rate)
+        yield pending, rate, True
 
 
 def resample(audio: np.ndarray, orig_rate: int, target_rate: int = SAMPLE_RATE) -> np.ndarray:
@@ -164,17 +225,12 @@ def load_audio(source: AudioSource, sample_rate: int = SAMPLE_RATE, max_seconds:
     """
     name = _describe(source)
     data, rate = _read_raw(source, name, max_seconds)
-    if data.size == 0 or data.shape[0] == 0:
+    if data.size == 0:
         raise AudioError(f"{name}: contains no samples")
-    # float64 accumulation: any NaN or inf makes the sum non-finite, and finite float32 samples cannot
-    # overflow it, so this checks every sample without an n-sized boolean temporary
-    if not np.isfinite(np.sum(data, dtype=np.float64)):
-        raise AudioError(f"{name}: contains NaN or infinite samples")
+    _check_samples(name, data)
+    _check_length(name, data.shape[0], rate)
     mono = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1, dtype=np.float32)
     mono = resample(mono, rate, sample_rate)
-    if mono.shape[0] < MIN_AUDIO_SAMPLES * sample_rate // SAMPLE_RATE:
-        seconds = data.shape[0] / rate
-        raise AudioError(f"{name}: too short ({seconds * 1000:.1f} ms; need at least 25 ms)")
     return np.clip(mono, -1.0, 1.0, out=mono)  # in place: the decoded array is ours
 
 

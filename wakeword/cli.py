@@ -79,12 +79,14 @@ def cmd_data_check(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from wakeword.pipeline import train_recipe
     from wakeword.recipes import load_recipe
+    from wakeword.timing import format_stages
 
     report = train_recipe(load_recipe(args.recipe, args.set), args.out)
     for word, result in report.words.items():
         print(f"{word}: held out: {result.summary()}")
     if report.words:  # under `accelerate launch` only the main process calibrates and saves
         print(f"model saved to {report.model_dir} ({report.seconds:.0f} s)")
+        print(f"time per stage: {format_stages(report.stages)}")
     return 0
 
 
@@ -143,8 +145,9 @@ def cmd_listen(args: argparse.Namespace) -> int:
     detector = load_detector(args.model)
     thresholds = {w: args.threshold for w in detector.config.wake_words} if args.threshold is not None else None
     print(f"listening for {', '.join(detector.config.wake_words)} (Ctrl-C to stop)", file=sys.stderr, flush=True)
+    device = int(args.device) if args.device and args.device.isdigit() else args.device  # an index, or a name
     n_events = listen(
-        detector, args.device, thresholds=thresholds, smoothing_hops=args.smoothing, refractory_seconds=args.refractory
+        detector, device, thresholds=thresholds, smoothing_hops=args.smoothing, refractory_seconds=args.refractory
     )
     print(f"stopped after {n_events} detection(s)", file=sys.stderr)
     return 0

@@ -27,7 +27,7 @@ from wakeword.evaluate import NoiseMixer, audio_files, score_items
 from wakeword.metrics import false_accepts_per_hour, false_reject_rate, roc_auc, threshold_for_fa_per_hour
 from wakeword.models.base import Detector
 from wakeword.recipes import REQUIRED, RecipeError, _help, build_dataclass, load_recipe
-from wakeword.stream import score_array
+from wakeword.scoring import score_signals
 
 
 @dataclass(frozen=True)
@@ -142,7 +142,8 @@ def evaluate_on(detector: Detector, spec: CompareSpec, test: TestSet) -> dict[st
         NoiseMixer(spec.snr_db, audio_files(spec.noise), spec.seed) if spec.noise and spec.snr_db is not None else None
     )
     positives = [float(s.track[:, k].max()) for s in score_items(detector, test.positives, mixer, "test positives")]
-    negatives = [score_array(detector, load_audio(p))[1][:, k] for p in test.negative_files]
+    files = (load_audio(p) for p in test.negative_files)  # one file in memory at a time
+    negatives = [track[:, k] for track in score_signals(detector, files)]
     hop = detector.config.hop_seconds
     threshold = threshold_for_fa_per_hour(negatives, spec.target_fa_per_hour, hop, 1.0, test.negative_seconds)
     negative_clip_scores = np.array([float(t.max()) for t in negatives])

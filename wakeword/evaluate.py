@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ from wakeword.metrics import (
     threshold_for_fa_per_hour,
 )
 from wakeword.models.base import Detector, DetectorConfig
+from wakeword.scoring import score_signals
 from wakeword.stream import score_array
 
 AFTER_SECONDS = 0.5  # silence after a clip, so a word ending at the clip's end is still seen whole
@@ -102,14 +103,17 @@ class NoiseMixer:
         return mix_at_snr(audio, noise, self.snr_db)
 
 
-def score_clip(detector: Detector, audio: np.ndarray, mixer: NoiseMixer | None = None) -> np.ndarray:
-    """Score track (n_hops, n_words) of one clip (n_samples,) as the streaming detector sees it."""
-    before = np.zeros(detector.config.window_samples, np.float32)
+def padded_clip(config: DetectorConfig, audio: np.ndarray, mixer: NoiseMixer | None = None) -> np.ndarray:
+    """A clip (n_samples,) as evaluated: one window of silence before, AFTER_SECONDS after, noise mixed in."""
+    before = np.zeros(config.window_samples, np.float32)
     after = np.zeros(int(AFTER_SECONDS * SAMPLE_RATE), np.float32)
     padded = np.concatenate([before, audio, after])
-    if mixer is not None:
-        padded = mixer(padded)
-    return score_array(detector, padded)[1]
+    return padded if mixer is None else mixer(padded)
+
+
+def score_clip(detector: Detector, audio: np.ndarray, mixer: NoiseMixer | None = None) -> np.ndarray:
+    """Score track (n_hops, n_words) of one clip (n_samples,) as the streaming detector sees it."""
+    return score_array(detector, padded_clip(detector.config, audio, mixer))[1]
 
 
 def score_items(
@@ -118,12 +122,20 @@ def score_items(
     mixer: NoiseMixer | None = None,
     desc: str = "scoring",
 ) -> list[Scored]:
-    """Score (audio or file, labels) items; files are loaded one at a time."""
-    scored = []
-    for audio, labels in tqdm(list(items), desc=desc, leave=False):
-        audio = load_audio(audio) if isinstance(audio, (str, Path)) else audio
-        scored.append(Scored(dict(labels), len(audio) / SAMPLE_RATE, score_clip(detector, audio, mixer)))
-    return scored
+    """Score (audio or file, labels) items, several clips per detector call (wakeword.scoring); each
+    track equals score_clip's. Files are loaded one at a time, through load_audio's checks."""
+    items = list(items)
+    durations: list[float] = []
+
+    def clips() -> Iterator[np.ndarray]:
+        for audio, _ in items:
+            audio = load_audio(audio) if isinstance(audio, (str, Path)) else audio
+            durations.append(len(audio) / SAMPLE_RATE)
+            yield padded_clip(detector.config, audio, mixer)  # mixed in item order: the same noise as alone
+
+    tracks = list(tqdm(score_signals(detector, clips()), total=len(items), desc=desc, leave=False))
+    rows = zip(items, durations, tracks, strict=True)
+    return [Scored(dict(labels), seconds, track) for (_, labels), seconds, track in rows]
 
 
 def _split(scored: Sequence[Scored], words: Sequence[str], word: str) -> tuple[list[float], list[np.ndarray], float]:

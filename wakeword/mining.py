@@ -175,12 +175,14 @@ def mine(
 
     Clips are added to the data set `out` file by file (atomic manifest updates), so an interrupted run
     keeps what it found and a rerun skips it. progress: called with (share done, file name).
-    Unreadable files are skipped and listed in the report, so one bad file does not stop hours of work.
+    Unreadable files found in a folder are skipped and listed in the report, so one bad file does not stop
+    hours of work; a file named in `sources` is refused (AudioError), as `wakeword score` refuses it.
     """
     detector = model if isinstance(model, Detector) else load_detector(model)
     detector.eval()
     thresholds = mining_thresholds(detector, settings)
     files = [f for s in sources for f in (audio_files(s) if Path(s).is_dir() else [Path(s)])]
+    named = {Path(s) for s in sources if not Path(s).is_dir()}
     if not files:
         raise FileNotFoundError(f"no audio files in {[str(s) for s in sources]}")
     dataset = DataSet.create(out)
@@ -193,6 +195,8 @@ def mine(
         try:
             found = list(stream_activations(detector, counted, thresholds, settings.refractory_seconds))
         except AudioError as error:
+            if path in named:  # a file the user named is refused, as `score` and `detect` refuse it
+                raise
             report.skipped.append(str(error))
             continue
         report.n_files, report.hours = report.n_files + 1, report.hours + counted.n_samples / SAMPLE_RATE / 3600

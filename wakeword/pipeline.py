@@ -32,6 +32,7 @@ from wakeword.evaluate import AFTER_SECONDS, Scored, WordReport, calibrate, scor
 from wakeword.models import get_family
 from wakeword.models.base import Detector, DetectorConfig
 from wakeword.recipes import Recipe
+from wakeword.timing import StageTimer, active_stages, timed
 from wakeword.train import STATE_DIR, cache_features, fit, seed_everything
 
 FEATURE_CACHE_FILES = 12  # encoded training sets kept on disk (~60 MB each for whisper-tiny.en)
@@ -77,6 +78,7 @@ class TrainReport:
     history: list[dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
     calibration: dict[str, Any] = field(default_factory=dict)
+    stages: dict[str, float] = field(default_factory=dict)  # wall seconds per stage (wakeword.timing)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -93,15 +95,16 @@ def synthesize_if_needed(recipe: Recipe) -> list[Path]:
     for word in recipe.wake_words:
         root = Path(spec.out) / normalize_word(word).replace(" ", "-")
         if not (root / "clips.jsonl").exists() or not DataSet(root).clips():
-            build_synthetic_dataset(
-                word,
-                root,
-                n_positives=spec.n_positives,
-                n_confusables=spec.n_confusables,
-                n_generic=spec.n_generic,
-                seed=spec.seed,
-                qc=spec.qc,
-            )
+            with timed("synthesis"):
+                build_synthetic_dataset(
+                    word,
+                    root,
+                    n_positives=spec.n_positives,
+                    n_confusables=spec.n_confusables,
+                    n_generic=spec.n_generic,
+                    seed=spec.seed,
+                    qc=spec.qc,
+                )
         roots.append(root)
     return roots
 
@@ -320,9 +323,14 @@ def fit_detector(
     trainer = _PartTrainer(model, recipe, augment, windows(splits.val or splits.train, False), on_epoch_end)
     history = trainer.fit(parts, out_dir / STATE_DIR)
     for round_ in range(1, data.mining_rounds + 1 if negative_audio else 1):
-        found, records = mine_windows(
-            model, negative_audio, data.mining_threshold, data.max_mined_per_round, recipe.evaluate.refractory_seconds
-        )
+        with timed("mining"):
+            found, records = mine_windows(
+                model,
+                negative_audio,
+                data.mining_threshold,
+                data.max_mined_per_round,
+                recipe.evaluate.refractory_seconds,
+            )
         print(f"mining round {round_}: {len(records)} near miss(es) in the negative audio", flush=True)
         if not records:
             break
@@ -372,7 +380,8 @@ class _PartTrainer:
             disk = spec.feature_cache and isinstance(windows, WakeWordDataset)
             augment = self.augment if windows is not self.val else None
             key = _feature_key(self.model, windows, n_views, spec.seed, augment) if disk else None
-            self.encoded[id(dataset)] = encode_cached(self.model, dataset, key, n_views, spec.batch_size,
+            with timed("encoding"):
+                self.encoded[id(dataset)] = encode_cached(self.model, dataset, key, n_views, spec.batch_size,
                                                       f"encoding {name}")  # fmt: skip
         return self.encoded[id(dataset)]
 
@@ -389,7 +398,8 @@ class _PartTrainer:
             train_set, val_set = _Concat([d for d, _ in parts]), self.val
         loss = get_family(self.model.family).compute_loss
         pos_weight = class_balance(counts, words)
-        return fit(self.model, loss, train_set, val_set, spec, state_dir, pos_weight, self.on_epoch_end).history
+        with timed("fitting"):
+            return fit(self.model, loss, train_set, val_set, spec, state_dir, pos_weight, self.on_epoch_end).history
 
 
 def _add_counts(a: dict[str, dict[str, int]], b: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
@@ -422,6 +432,22 @@ def train_recipe(
     out_dir: str | Path,
     on_epoch_end: Callable[[dict[str, float]], None] | None = None,
     *,
+    keep_thresholds: dict[str, float] | None = None,
+    keep_previous: bool = False,
+    stages: StageTimer | None = None,
+) -> TrainReport:
+    """_train_recipe, timed stage by stage (report.stages, also in report.json). stages: a timer to
+    report to (a caller that times earlier work, or shows each stage as it starts); default a new one."""
+    with (stages or StageTimer()).active():
+        return _train_recipe(
+            recipe, out_dir, on_epoch_end, keep_thresholds=keep_thresholds, keep_previous=keep_previous
+        )
+
+
+def _train_recipe(
+    recipe: Recipe,
+    out_dir: str | Path,
+    on_epoch_end: Callable[[dict[str, float]], None] | None = None,
     keep_thresholds: dict[str, float] | None = None,
     keep_previous: bool = False,
 ) -> TrainReport:
@@ -467,8 +493,8 @@ def train_recipe(
         words = _calibrate_and_test(model, recipe, splits, counts, out_dir, long_calibration)
     save_detector(model, out_dir, keep_previous=keep_previous)
     shutil.rmtree(out_dir / STATE_DIR, ignore_errors=True)  # finished: a later run must not resume this one
-    report = TrainReport(str(out_dir), words, counts, history, round(time.monotonic() - started, 1))
-    report.calibration = dict(model.config.calibration)
+    seconds = round(time.monotonic() - started, 1)
+    report = TrainReport(str(out_dir), words, counts, history, seconds, dict(model.config.calibration), active_stages())
     (out_dir / "report.json").write_text(json.dumps(report.to_dict(), indent=2), encoding="utf-8")
     return report
 
@@ -485,18 +511,20 @@ def _calibrate_and_test(
     part, the synthetic long form), then FRR / FA/h on the test split and a DET plot."""
     config = model.config
     refractory, target = recipe.evaluate.refractory_seconds, recipe.evaluate.target_fa_per_hour
-    val = score_pairs(model, splits.val or splits.train, "scoring validation")
-    longform = calibration_longform(recipe)
-    calibration_set = val + score_long(model, [*long_calibration, *longform])
-    thresholds = calibrate(config, calibration_set, target, refractory)
+    with timed("calibration"):
+        val = score_pairs(model, splits.val or splits.train, "scoring validation")
+        longform = calibration_longform(recipe)
+        calibration_set = val + score_long(model, [*long_calibration, *longform])
+        thresholds = calibrate(config, calibration_set, target, refractory)
     sources = (f"validation clips, {len(long_calibration)} segment(s) of negative audio, "
                f"{len(longform)} segment(s) of synthetic long-form speech")  # fmt: skip
     calibration = calibration_record(config, calibration_set, thresholds, recipe, sources)
     for word, entry in calibration.get("words", {}).items():
         print(f"{word}: calibrated to {target:g} FA/h on {entry['negative_hours'] * 60:.1f} min of negatives"
               + (f" - WARNING: {entry['warning']}" if "warning" in entry else ""), flush=True)  # fmt: skip
-    test = score_pairs(model, splits.test or splits.val, "scoring test") if splits.test else val
-    words = {w: word_report(config, test, w, thresholds[w], refractory) for w in config.wake_words}
+    with timed("test"):
+        test = score_pairs(model, splits.test or splits.val, "scoring test") if splits.test else val
+        words = {w: word_report(config, test, w, thresholds[w], refractory) for w in config.wake_words}
     model.config = model.config.replace(  # the model's own config: families fill in their defaults
         thresholds=thresholds,
         calibration=calibration,

@@ -28,10 +28,9 @@ from pathlib import Path
 from types import ModuleType
 
 import numpy as np
-import soundfile as sf
 import torch
 
-from wakeword.audio import SAMPLE_RATE, AudioError
+from wakeword.audio import SAMPLE_RATE, read_blocks
 from wakeword.metrics import logit, probability, refractory_hops
 from wakeword.models.base import Detector
 
@@ -273,39 +272,18 @@ def iter_file_blocks(
 ) -> Iterator[np.ndarray]:
     """Read any libsndfile format block by block as 16 kHz mono float32 (bounded memory).
 
-    Raises AudioError naming the file for missing, unreadable, empty or non-finite audio.
+    Raises AudioError naming the file for everything load_audio refuses, with the same message: missing,
+    unreadable, truncated, empty, too short or non-finite audio (the last two when the reader gets there).
     """
     blocks = _read_file_blocks(Path(path), block_seconds)
     return _paced(blocks) if realtime else blocks
 
 
 def _read_file_blocks(path: Path, block_seconds: float) -> Iterator[np.ndarray]:
-    if path.is_dir():
-        raise AudioError(f"{path}: is a folder, not an audio file")
-    if not path.is_file():
-        raise AudioError(f"{path}: no such file")
-    try:
-        handle = sf.SoundFile(path)
-    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as error:
-        raise AudioError(f"{path}: unreadable audio ({error})") from None
-    with handle:
-        if handle.frames == 0:
-            raise AudioError(f"{path}: contains no samples")
-        resampler = _Resampler(handle.samplerate)
-        step, read = max(1, int(block_seconds * handle.samplerate)), 0
-        blocks = handle.blocks(blocksize=step, dtype="float32", always_2d=True)
-        while True:
-            try:  # a file damaged past its header fails here, after some blocks were already scored
-                block = next(blocks)
-            except StopIteration:
-                return
-            except (sf.LibsndfileError, RuntimeError) as error:
-                where = f"{read / handle.samplerate:.1f} s"
-                raise AudioError(f"{path}: unreadable or truncated audio near {where} ({error})") from None
-            read += len(block)
-            if not np.all(np.isfinite(block)):
-                raise AudioError(f"{path}: contains NaN or infinite samples (near {read / handle.samplerate:.1f} s)")
-            yield resampler(block.mean(axis=1), last=read >= handle.frames)
+    resampler = None
+    for block, rate, last in read_blocks(path, block_seconds):  # load_audio's checks and messages
+        resampler = resampler or _Resampler(rate)
+        yield resampler(block, last=last)
 
 
 def stream_results(streamer: StreamingDetector, blocks: Iterable[np.ndarray]) -> Iterator[StreamResult]:
@@ -380,7 +358,10 @@ def _open_input(device: int | str | None, hop_seconds: float, blocks: queue.Queu
     try:
         info = sd.query_devices(device, kind="input")
     except (ValueError, sd.PortAudioError) as error:
-        raise MicrophoneError(f"input device {device!r}: {error}") from None
+        hint = "see `wakeword listen --list-devices` and pick one with --device"
+        if device is None:  # PortAudio's own words are "Error querying device -1"
+            raise MicrophoneError(f"no input device found (no default microphone): {hint}") from None
+        raise MicrophoneError(f"input device {device!r}: {error}; {hint}") from None
     rate = int(info["default_samplerate"])
 
     def callback(indata: np.ndarray, frames: int, when: object, status: object) -> None:

@@ -40,6 +40,7 @@ from wakeword.models import FAMILIES as MODEL_FAMILIES
 from wakeword.models.base import Detector
 from wakeword.recipes import Recipe, RecipeError, load_recipe
 from wakeword.stream import Detection, StreamingDetector
+from wakeword.timing import StageTimer, format_stages
 
 DATASETS, MODELS, SYNTH = "datasets", "models", "synth"
 CORRECTIONS = "corrections"  # default data set of the Listen and correct verdicts
@@ -52,6 +53,15 @@ LABELS = {"wake word": 1, "not wake word": 0, "background": 0}  # label shown in
 ROOM = "room recording"
 FAMILIES = tuple(MODEL_FAMILIES)
 FREEZE_STRATEGIES = ("head", "top-k", "full")
+# the Train tab's progress bar: stage (wakeword.timing) -> (fraction done when it starts, what it says)
+TRAIN_STAGES = {
+    "synthesis": (0.0, "synthesis: making speech (first run with these settings only)"),
+    "quality check": (0.05, "quality check: transcribing the synthetic positives"),
+    "encoding": (0.2, "encoding: the training clips through the frozen encoder"),
+    "fitting": (0.35, "fitting"),
+    "calibration": (0.85, "calibration: scoring the validation clips"),
+    "test": (0.92, "test: scoring the held-out clips"),
+}
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._ -]{0,63}")
 _WORD = re.compile(r"[a-z][a-z' -]{0,48}")
 # Recipe keys the app lets a user override; folders (data.train, noise_dirs, synth.out, encoder) are not
@@ -337,17 +347,19 @@ class Studio:
         out_dir, report = self.model_dir(name), progress or (lambda fraction, message: None)
         if (out_dir / "config.json").exists() and not overwrite:
             raise StudioError(f"a model named {name!r} exists: choose another name or allow overwriting")
-        report(0.0, "making synthetic speech (first run with these settings only)")
-        synthesize_if_needed(recipe)
-        report(0.15, f"training {recipe.model.family}")
+        timer = StageTimer(lambda stage: report(*TRAIN_STAGES.get(stage, (0.9, stage))))
+        report(0.0, "preparing")
+        with timer.active():  # the first run with these synthesis settings makes the data: stage "synthesis"
+            synthesize_if_needed(recipe)
         epochs = max(1, recipe.train.epochs)
+        start, end = TRAIN_STAGES["fitting"][0], TRAIN_STAGES["calibration"][0]
 
         def on_epoch_end(row: dict[str, float]) -> None:
-            done = (int(row["epoch"]) + 1) / epochs
-            report(0.15 + 0.75 * done, f"epoch {int(row['epoch']) + 1}/{epochs}: val loss {row['val_loss']:.4f}")
+            done, epoch = (int(row["epoch"]) + 1) / epochs, int(row["epoch"]) + 1
+            report(start + (end - start) * done, f"fitting: epoch {epoch}/{epochs}, val loss {row['val_loss']:.4f}")
 
-        train_recipe(recipe, out_dir, on_epoch_end=on_epoch_end)
-        report(1.0, "saved")
+        train_recipe(recipe, out_dir, on_epoch_end=on_epoch_end, stages=timer)
+        report(1.0, f"saved; {format_stages(timer.report())}")
         self._detectors.clear()
         return self.model_info(name)
 

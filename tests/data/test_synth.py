@@ -141,3 +141,23 @@ def test_qc_drops_and_counts_with_a_pluggable_transcriber(tmp_path):
     assert set(by_accent) == {v.split(":")[1].partition("+")[0] for v in report.qc_by_voice}
     assert all(0 <= rate <= 1 for rate in by_accent.values())
     assert "QC (transcribe)" in report.summary()
+
+
+def _manifest_and_audio(root) -> tuple[str, dict[str, bytes]]:
+    manifest = (root / "clips.jsonl").read_text()
+    return manifest, {p.name: p.read_bytes() for p in sorted((root / "audio").iterdir())}
+
+
+def test_the_same_seed_gives_the_same_clips_with_one_or_two_render_workers(tmp_path):
+    """espeak-ng seeds its noise from the clock and carries state between utterances; rendering in fresh
+    processes per fixed chunk, seeded per chunk, must make the data set a function of the seed alone."""
+    counts = {"n_positives": 40, "n_confusables": 20, "n_generic": 10, "qc": False, "progress": False}  # 2+ chunks
+    runs = {}
+    for name, workers in (("a", 2), ("b", 2), ("serial", 1)):
+        settings = SynthSettings(seed=3, workers=workers)
+        build_synthetic_dataset("hey computer", tmp_path / name, settings=settings, **counts)
+        runs[name] = _manifest_and_audio(tmp_path / name)
+    assert len(runs["a"][1]) == 70 and runs["a"][0].count("\n") == 70
+    assert runs["a"] == runs["b"] == runs["serial"]  # manifests and every audio byte
+    other = build_synthetic_dataset("hey computer", tmp_path / "seed4", seed=4, **counts)
+    assert other.n_positives == 40 and _manifest_and_audio(tmp_path / "seed4")[1] != runs["a"][1]

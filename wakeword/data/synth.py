@@ -4,20 +4,22 @@ The default backend drives the libespeak-ng that the PyPI wheel `espeakng-loader
 every English accent (en, en-US, en-GB-scotland, en-029, ...) times every voice variant in
 espeak-ng-data/voices/!v (f1..f5, m1..m8, klatt, Andy, ...), 8 x 105 = 840 voices, each with a random speaking
 rate, pitch and pitch range, so 500 clips come from about 500 distinct voice settings. espeak-ng keeps one
-global state per process, so calls are serialised by a lock; synthesis is ~1000x faster than real time,
-which is why the builder runs in one process (quality control, not synthesis, is the slow part).
+global state per process, so calls are serialised by a lock; synthesis is ~1000x faster than real time. The
+builder renders in worker processes, chunk by chunk with a seed per chunk (wakeword.data.render), because that
+state makes a clip depend on everything the process rendered before it.
 
 Optional backends with the same interface: Piper (`piper` importable, voice .onnx files the user names) and
 the flite binary (on PATH). `build_backend` raises ImportError/FileNotFoundError when one is absent.
 
-Quality control: every positive is transcribed (Whisper tiny.en via wakeword.encoders.whisper when that
-module is there, else PocketSphinx) and dropped unless the transcript says the wake word (Lexicon.says:
+Quality control: every positive is transcribed, in batches (Whisper tiny.en via wakeword.encoders.whisper when
+that module is there, else PocketSphinx) and dropped unless the transcript says the wake word (Lexicon.says:
 spelling or pronunciation). `build_synthetic_dataset` writes positives, confusable and generic negatives.
 """
 
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import logging
 import os
 import shutil
@@ -35,6 +37,7 @@ from tqdm.auto import tqdm
 from wakeword.audio import SAMPLE_RATE, load_audio, resample
 from wakeword.data.clips import DataSet, normalize_word
 from wakeword.data.lexicon import COMMON_WORDS, Lexicon, load_lexicon, words_of
+from wakeword.timing import timed
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +109,8 @@ class _Espeak:
                                      ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p]  # fmt: skip
         lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
         lib.espeak_TextToPhonemes.argtypes = [ctypes.POINTER(ctypes.c_char_p), ctypes.c_int, ctypes.c_int]
+        if hasattr(lib, "espeak_ng_SetRandSeed"):  # espeak-ng >= 1.52; older ones seed from the clock only
+            lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
         self.sample_rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, str(self.data_path).encode(), 0)
         if self.sample_rate <= 0:
             raise RuntimeError(f"{espeakng_loader.get_library_path()}: espeak_Initialize failed ({self.sample_rate})")
@@ -122,6 +127,14 @@ class _Espeak:
     def set_voice(self, name: str) -> None:
         if self.lib.espeak_SetVoiceByName(name.encode()) != 0:
             raise ValueError(f"espeak-ng: no voice {name!r} in {self.data_path}")
+
+    def seed(self, seed: int) -> None:
+        """Seed espeak-ng's noise generator (breath), which it otherwise seeds from the clock at start-up."""
+        if not hasattr(self.lib, "espeak_ng_SetRandSeed"):
+            log.warning("this libespeak-ng cannot be seeded: synthetic speech will differ between runs")
+            return
+        with self.lock:
+            self.lib.espeak_ng_SetRandSeed(seed % 2**31)
 
     def synth(self, text: str, name: str, rate_wpm: int, pitch: int, pitch_range: int) -> np.ndarray:
         """int16 samples at `self.sample_rate`."""
@@ -347,14 +360,19 @@ class SynthSettings:
     pitch: tuple[float, float] = _help("pitch, fraction of the backend's scale (0.5 = default)", (0.15, 0.85))
     pitch_range: tuple[float, float] = _help("intonation range, fraction of the backend's scale", (0.1, 0.9))
     batch_size: int = _help("clips written per atomic manifest update", 50)
+    qc_batch_size: int = _help("positives transcribed per QC call (Whisper encodes them in one batch)", 16)
+    workers: int = _help("processes rendering espeak-ng speech (seeded per chunk: same audio for any number); "
+                         "0 renders in this process, which espeak-ng's state makes irreproducible", 2)  # fmt: skip
 
     def __post_init__(self) -> None:
         for name in ("speed", "pitch", "pitch_range"):
             low, high = getattr(self, name)
             if not 0 <= low <= high:
                 raise ValueError(f"SynthSettings.{name}: need 0 <= low <= high, got ({low}, {high})")
-        if min(self.n_positives, self.n_confusables, self.n_generic) < 0 or self.max_attempts_factor < 1:
-            raise ValueError("SynthSettings: counts must be >= 0 and max_attempts_factor >= 1")
+        if min(self.n_positives, self.n_confusables, self.n_generic, self.workers) < 0 or self.max_attempts_factor < 1:
+            raise ValueError("SynthSettings: counts and workers must be >= 0 and max_attempts_factor >= 1")
+        if self.qc_batch_size < 1 or self.batch_size < 1:
+            raise ValueError("SynthSettings: qc_batch_size and batch_size must be >= 1")
         if self.qc_transcriber not in QC_TRANSCRIBERS:
             raise ValueError(f"SynthSettings.qc_transcriber: {self.qc_transcriber!r} not in {QC_TRANSCRIBERS}")
 
@@ -424,19 +442,38 @@ def _negative_texts(lexicon: Lexicon, wake_word: str, settings: SynthSettings) -
     return texts + [("generic", t) for t in generic]
 
 
+def _batch_transcriber(transcriber: Transcriber) -> Callable[[list[np.ndarray]], list[str]]:
+    """clips -> transcripts: the transcriber's own batched path (Whisper) when it has one, else clip by clip."""
+    batched = getattr(transcriber, "transcribe_batch", None)
+    return batched if callable(batched) else lambda clips: [transcriber(audio) for audio in clips]
+
+
+_POSITIVES, _NEGATIVES = 1, 2  # render streams: each has its own chunk seeds
+
+
 class _Build:
-    """One run of build_synthetic_dataset: writes clips in atomic batches and keeps the tallies."""
+    """One run of build_synthetic_dataset: renders, checks and writes clips in atomic batches, keeps the tallies.
+
+    Clip ids are derived from (wake word, seed, clips already in the folder, clip number), not drawn at random,
+    so that the same command gives the same manifest."""
 
     def __init__(self, backend: TTSBackend, wake_word: str, settings: SynthSettings, out_dir: str | os.PathLike,
                  report: SynthReport, progress: bool, n_total: int) -> None:  # fmt: skip
+        from wakeword.data.render import Renderer
+
         self.backend, self.wake_word, self.settings, self.report = backend, wake_word, settings, report
         self.rng, self.lexicon = np.random.default_rng(settings.seed), load_lexicon()
         self.dataset, self.pending, self.used = DataSet.create(out_dir), [], set()
+        self.id_base, self.n_written = f"{wake_word}|{settings.seed}|{len(self.dataset)}", 0
+        self.renderer = Renderer(backend, settings.workers)
         self.bar = tqdm(total=n_total, disable=not progress, desc=f"synth {wake_word!r}")
 
     def write(self, audio: np.ndarray, label: int, voice: VoiceSettings, text: str, meta: dict) -> None:
-        self.pending.append(self.dataset.make_clip(audio, {self.wake_word: label}, "synth", speaker=voice.voice.id,
-                                                   text=text, meta={**voice.to_meta(), **meta}))  # fmt: skip
+        clip_id = "synth-" + hashlib.sha256(f"{self.id_base}|{self.n_written}".encode()).hexdigest()[:16]
+        self.n_written += 1
+        clip = self.dataset.make_clip(audio, {self.wake_word: label}, "synth", speaker=voice.voice.id, text=text,
+                                      meta={**voice.to_meta(), **meta}, clip_id=clip_id)  # fmt: skip
+        self.pending.append(clip)
         self.bar.update()
         if len(self.pending) >= self.settings.batch_size:
             self.flush()
@@ -445,31 +482,51 @@ class _Build:
         self.dataset.add_clips(self.pending)
         self.pending = []
 
+    def close(self) -> None:
+        self.flush()
+        self.bar.close()
+        self.renderer.close()
+
     def positives(self, transcriber: Transcriber | None) -> None:
-        """Synthesise until n_positives pass QC or max_attempts_factor * n_positives syntheses were tried."""
-        settings, report = self.settings, self.report
+        """Synthesise until n_positives pass QC or max_attempts_factor * n_positives syntheses were tried.
+        Attempts are checked `qc_batch_size` at a time but judged in order, so the clips kept are those a
+        clip-by-clip check would keep."""
+        settings = self.settings
         n_attempts = int(np.ceil(settings.n_positives * (settings.max_attempts_factor if transcriber else 1)))
-        for voice in draw_voice_settings(self.backend.voices(), n_attempts, self.rng, settings):
-            if report.n_positives >= settings.n_positives:
+        voices = draw_voice_settings(self.backend.voices(), n_attempts, self.rng, settings)
+        audio = self.renderer.render([(self.wake_word, v) for v in voices], settings.seed, _POSITIVES)
+        transcribe = _batch_transcriber(transcriber) if transcriber else None
+        for start in range(0, n_attempts, settings.qc_batch_size):
+            if self.report.n_positives >= settings.n_positives:
                 break
-            audio = self.backend.synthesize(self.wake_word, voice)
-            transcript = transcriber(audio) if transcriber and audio.size else ""
-            accepted = audio.size > 0 and (transcriber is None or self.lexicon.says(transcript, self.wake_word))
-            tally = report.qc_by_voice.setdefault(voice.voice.id, [0, 0])
-            tally[0], tally[1] = tally[0] + accepted, tally[1] + 1
-            if not accepted:
-                report.n_rejected += 1
-                report.rejected_transcripts.append(transcript)
-                continue
-            qc_meta = {"qc_transcript": transcript} if transcriber else {}
-            self.write(audio, 1, voice, self.wake_word, {"kind": "positive", **qc_meta})
-            self.used.add(voice)
-            report.n_positives += 1
+            block = [(voice, next(audio)) for voice in voices[start : start + settings.qc_batch_size]]
+            spoken = [clip for _, clip in block if clip.size]
+            with timed("quality check"):  # counted apart from synthesis in `wakeword train`'s stage times
+                heard = iter(transcribe(spoken) if transcribe and spoken else [])
+            for voice, clip in block:
+                if self.report.n_positives >= settings.n_positives:
+                    break
+                self._judge(voice, clip, next(heard) if transcribe and clip.size else "", transcribe is not None)
+
+    def _judge(self, voice: VoiceSettings, audio: np.ndarray, transcript: str, checked: bool) -> None:
+        report = self.report
+        accepted = audio.size > 0 and (not checked or self.lexicon.says(transcript, self.wake_word))
+        tally = report.qc_by_voice.setdefault(voice.voice.id, [0, 0])
+        tally[0], tally[1] = tally[0] + accepted, tally[1] + 1
+        if not accepted:
+            report.n_rejected += 1
+            report.rejected_transcripts.append(transcript)
+            return
+        qc_meta = {"qc_transcript": transcript} if checked else {}
+        self.write(audio, 1, voice, self.wake_word, {"kind": "positive", **qc_meta})
+        self.used.add(voice)
+        report.n_positives += 1
 
     def negatives(self, texts: list[tuple[str, str]]) -> None:
         voices = draw_voice_settings(self.backend.voices(), len(texts), self.rng, self.settings)
-        for (kind, text), voice in zip(texts, voices, strict=True):
-            audio = self.backend.synthesize(text, voice)
+        jobs = [(text, voice) for (_, text), voice in zip(texts, voices, strict=True)]
+        rendered = self.renderer.render(jobs, self.settings.seed, _NEGATIVES)
+        for (kind, text), voice, audio in zip(texts, voices, rendered, strict=True):
             if audio.size:
                 self.write(audio, 0, voice, text, {"kind": kind})
                 self.report.n_confusables += kind != "generic"
@@ -509,18 +566,18 @@ def build_synthetic_dataset(
     lexicon = load_lexicon()
     negatives = _negative_texts(lexicon, wake_word, settings)
     report = SynthReport(str(out_dir), wake_word)
-    if settings.qc and settings.n_positives and transcriber is None:
-        alternatives = qc_alternatives(lexicon, wake_word)
-        report.qc_transcriber, transcriber = build_qc_transcriber(settings.qc_transcriber, wake_word, alternatives)
-    elif settings.qc and transcriber is not None:
-        report.qc_transcriber = getattr(transcriber, "__name__", "custom")
+    # the render processes start first: their imports overlap with loading Whisper
     build = _Build(backend or EspeakBackend(), wake_word, settings, out_dir, report, progress,
                    settings.n_positives + len(negatives))  # fmt: skip
     try:
+        if settings.qc and settings.n_positives and transcriber is None:
+            alternatives = qc_alternatives(lexicon, wake_word)
+            report.qc_transcriber, transcriber = build_qc_transcriber(settings.qc_transcriber, wake_word, alternatives)
+        elif settings.qc and transcriber is not None:
+            report.qc_transcriber = getattr(transcriber, "__name__", "custom")
         build.positives(transcriber if settings.qc else None)
         build.negatives(negatives)
     finally:
-        build.flush()
-        build.bar.close()
+        build.close()
     report.n_voice_settings, report.n_voices = len(build.used), len({v.voice.id for v in build.used})
     return report
