@@ -18,7 +18,7 @@ from wakeword.models.base import DetectorConfig
 WORDS = ("hey computer", "jarvis")
 
 
-def make_model(tmp_path, family: str, encoder: dict | None = None, seed: int = 0):
+def make_model(tmp_path, family: str, encoder: dict | None = None, seed: int = 0, output_scale: float = 30.0):
     """A randomly initialised detector saved as a model directory; BatchNorm statistics made non-trivial and
     the output layer scaled up, so logits vary over a few units like a trained model's."""
     torch.manual_seed(seed)
@@ -30,7 +30,7 @@ def make_model(tmp_path, family: str, encoder: dict | None = None, seed: int = 0
             module.running_var.uniform_(0.5, 2.0)
     output = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
     with torch.no_grad():
-        output.weight.mul_(30.0)
+        output.weight.mul_(output_scale)
     return save_detector(model, tmp_path / family), model.eval()
 
 

@@ -35,9 +35,8 @@ import torch
 from wakeword.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_detector, read_config
 from wakeword.features import dft_kernels, mel_filters
 from wakeword.models.base import Detector, DetectorConfig
+from wakeword.runtime import ONNX_FILE, RUNTIME_FILE, RUNTIME_FORMAT_VERSION
 
-ONNX_FILE, RUNTIME_FILE = "model.onnx", "runtime.json"
-RUNTIME_FORMAT_VERSION = 1
 OPSET = 17
 REFRACTORY_SECONDS = 1.0  # the CLI's default, copied so the runtime behaves like `wakeword detect`
 CHECK_TOLERANCE = 1e-3  # float32 graph vs torch, max abs logit difference accepted at export time
