@@ -26,6 +26,7 @@ import shutil
 import tempfile
 import time
 import warnings
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -95,6 +96,22 @@ def export_detector(model_dir: str | os.PathLike, out_dir: str | os.PathLike, in
         shutil.rmtree(staging, ignore_errors=True)
     size = (out_dir / ONNX_FILE).stat().st_size
     return ExportReport(out_dir, size, int8, difference, time.monotonic() - start)
+
+
+def zip_export(folder: str | os.PathLike, zip_path: str | os.PathLike) -> Path:
+    """Zip an exported folder (model.onnx, runtime.json under the folder's name) atomically."""
+    folder, zip_path = Path(folder), Path(zip_path)
+    fd, tmp = tempfile.mkstemp(dir=zip_path.parent, prefix=f".{zip_path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            for name in (ONNX_FILE, RUNTIME_FILE):
+                archive.write(folder / name, f"{folder.name}/{name}")
+        os.replace(tmp, zip_path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return zip_path
 
 
 def _check_target(out_dir: Path) -> None:
