@@ -16,21 +16,35 @@ from pathlib import Path
 import gradio as gr
 from PIL import Image
 
-from wakeword.studio import CORRECTIONS, EXPORTS, FAMILIES, FREEZE_STRATEGIES, LABELS, LiveSession, Studio, StudioError
+from wakeword.studio import (
+    CORRECTIONS,
+    EXPORTS,
+    FAMILIES,
+    FREEZE_STRATEGIES,
+    LABELS,
+    ROOM,
+    LiveSession,
+    Studio,
+    StudioError,
+)
 
-GUIDANCE = """**What helps most.** Record **20-50 clips of the wake word** and **10-30 clips that are not it**.
-- Vary it: near and far from the microphone, loud and soft, fast and slow, different rooms, and other people
-  saying it. Ten varied clips teach more than fifty identical ones.
+GUIDANCE = """**What helps most.** Record **about 10 clips of the wake word**, a few clips that are *not* it, and
+**3-10 minutes of your room** (*room recording*: the TV, people talking, the fan, you talking to someone else;
+never the wake word).
+- Vary the wake word: near and far from the microphone, loud and soft, fast and slow, other people saying it.
+- Your clips all train the model (with fewer than 6 speakers none is held out); each also gives the model
+  negatives from the same microphone (the sound around the word, the word cut short, the word reversed), so it
+  learns the word, not your microphone.
 - *Not wake word*: similar-sounding phrases ("hey commuter", "computer" alone, "hey") and ordinary talk.
-- *Background*: a few seconds of your usual noise (fan, music, TV, typing) without the wake word.
-- Each clip must be 0.3-5 s long; say the phrase once per clip. Synthetic voices are added when you train.
+- The room recording is mined for near misses while training, and a quarter of it sets the threshold.
+- Clips must be 0.3-5 s long (say the phrase once per clip); a room recording up to 10 min.
 """
 CSS = """
 #wakeword-indicator { font-size: 1.6em; font-weight: 700; padding: 0.8em; border-radius: 0.5em; text-align: center; }
 .wakeword-listening { background: #eef2f7; color: #334; }
 .wakeword-fired { background: #d62828; color: white; }
 """
-MAX_UPLOAD = "10mb"  # Gradio refuses larger uploads before they reach the studio (which checks again)
+MAX_UPLOAD = "64mb"  # Gradio refuses larger uploads before they reach the studio (which checks again)
 
 
 def _guard(function):
@@ -61,7 +75,7 @@ def record_tab(studio: Studio) -> tuple:
         dataset = gr.Textbox("my-recordings", label="Data set", elem_id="record-dataset")
         word = gr.Textbox("hey computer", label="Wake word", elem_id="record-word")
         speaker = gr.Textbox("", label="Speaker (optional)", elem_id="record-speaker")
-    label = gr.Radio(list(LABELS), value="wake word", label="This clip is", elem_id="record-label")
+    label = gr.Radio([*LABELS, ROOM], value="wake word", label="This clip is", elem_id="record-label")
     audio = gr.Audio(sources=["microphone", "upload"], type="filepath", label="Recording", elem_id="record-audio")
     save = gr.Button("Save clip", variant="primary", elem_id="record-save")
     status = gr.Markdown(elem_id="record-status")
@@ -216,13 +230,15 @@ def detect_tab(studio: Studio) -> gr.Dropdown:
     models = studio.models()
     with gr.Row():
         model = gr.Dropdown(models, value=models[0] if models else None, label="Model", elem_id="detect-model")
-        level = studio.threshold(models[0]) if models else 0.5
-        threshold = gr.Slider(0.0, 1.0, value=level, step=0.001, label="Threshold", elem_id="detect-threshold")
+        level = studio.threshold(models[0]) if models else 0.0
+        # logits: a probability slider would crowd every confident threshold into its last pixel
+        threshold = gr.Slider(-10.0, 30.0, value=level, step=0.05, label="Threshold (logit; 0 = probability 0.5)",
+                              elem_id="detect-threshold")  # fmt: skip
     mic = gr.Audio(sources=["microphone"], streaming=True, type="filepath", label="Microphone", elem_id="detect-mic")
     indicator = gr.HTML('<div id="wakeword-indicator" class="wakeword-listening" data-state="idle" '
                         'data-count="0">Start the microphone to listen</div>')  # fmt: skip
     plot = gr.LinePlot(x="time_seconds", y="score", color="series", label="Live score (last 10 s)", height=260,
-                       x_title="seconds", y_title="score")  # fmt: skip
+                       x_title="seconds", y_title="score (logit)")  # fmt: skip
     events = gr.Textbox(label="Detections", lines=4, interactive=False, elem_id="detect-events")
     session = gr.State(None)
     with gr.Accordion("Listen and correct", open=True, elem_id="correct"):

@@ -194,7 +194,7 @@ def test_record_detect_train_in_a_real_browser(served, playwright_driver):
         page.locator("#train-name input, #train-name textarea").first.fill("tiny-e2e")
         settings = "data.synth.n_positives=6\ndata.synth.n_confusables=4\ndata.synth.n_generic=4\n"
         page.locator("#train-extra textarea").fill(
-            settings + "data.synth.qc=false\ntrain.epochs=2\ntrain.batch_size=16"
+            settings + "data.synth.qc=false\ntrain.epochs=2\ntrain.batch_size=16\nevaluate.calibration_minutes=0"
         )
         page.click("#train-start")
         wait_for(lambda: "Saved model" in page.inner_text("#train-status"), 90, "training to finish")

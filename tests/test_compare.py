@@ -53,7 +53,8 @@ def test_compare_trains_each_size_writes_table_and_plot_and_resumes(tmp_path, tt
     for i, text in enumerate(["the weather is nice today", "please read the next sentence", "good morning"]):
         sf.write(negatives / f"{i}.wav", tts(text, accent="en-GB-x-rp"), 16000)
     tiny = ["data.synth.n_positives=4", "data.synth.n_confusables=2", "data.synth.n_generic=2", "data.synth.qc=false",
-            "train.epochs=1", "train.batch_size=8", f"data.synth.out={tmp_path / 'synth'}"]  # fmt: skip
+            "train.epochs=1", "train.batch_size=8", f"data.synth.out={tmp_path / 'synth'}",
+            "evaluate.calibration_minutes=0"]  # fmt: skip
     (tmp_path / "compare.yaml").write_text(
         json.dumps(
             {

@@ -35,6 +35,8 @@ def test_accelerate_launch_two_cpu_processes_saves_one_model(tmp_path):
         "--set",
         "data.synth.n_positives=6",
         "--set",
+        "evaluate.calibration_minutes=0",
+        "--set",
         "data.synth.n_confusables=3",
         "--set",
         "data.synth.n_generic=3",

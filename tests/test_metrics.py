@@ -10,6 +10,7 @@ from wakeword.metrics import (
     count_false_accepts,
     det_curve,
     detection_hops,
+    fa_rate,
     false_accepts_per_hour,
     false_reject_rate,
     plot_det,
@@ -136,3 +137,27 @@ def test_det_curve_points_and_plot(tmp_path):
     path = plot_det({"a": curve, "b": default}, tmp_path / "det.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert isinstance(curve, DETCurve)
+
+
+def test_fa_rate_has_the_exact_poisson_interval():
+    # no false accept in 2 minutes: the one-sided 95% bound -ln(0.05) = 2.996 events in 1/30 h
+    none = fa_rate(0, 2 / 60)
+    assert none.per_hour == 0.0 and none.low == 0.0
+    assert none.high == pytest.approx(-np.log(0.05) * 30, rel=1e-6)  # 89.87 per hour
+    assert str(none) == "0 false accepts in 2.0 min: below 89.9 per hour (95%)"
+    # 3 in half an hour: Garwood's table gives 0.619-8.767 events, so 1.24-17.5 per hour around 6
+    three = fa_rate(3, 0.5)
+    assert three.per_hour == 6.0
+    assert three.low == pytest.approx(2 * 0.6186721, rel=1e-5) and three.high == pytest.approx(2 * 8.7672932, rel=1e-5)
+    assert str(three) == "3 false accepts in 30.0 min: 6 per hour (95% interval 1.24-17.5)"
+    assert str(fa_rate(1, 2.0)).startswith("1 false accept in 2.00 h: 0.5 per hour")
+    with pytest.raises(ValueError):
+        fa_rate(1, 0.0)
+
+
+def test_det_curve_sweeps_logits_beyond_the_probability_range():
+    # logits of 25 and 30 would both be probability 1.0 in float32; the sweep must still separate them
+    curve = det_curve([30.0, 25.0], [np.array([-3.0, 27.0, -3.0])], hop_seconds=0.1, duration_seconds=3600)
+    frr, fa = curve.at(26.0)  # between the two positives, below the negative peak
+    assert frr == 0.5 and fa == 1.0
+    assert curve.fa_per_hour[-1] == 0.0  # the top of the sweep fires nowhere

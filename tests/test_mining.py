@@ -106,6 +106,7 @@ def _tiny_transfer(tmp_path: Path, whisper_dir: Path) -> Path:
             "train.epochs=2",
             "train.n_views=1",
             "train.batch_size=8",
+            "evaluate.calibration_minutes=0",
         ],
     )
     train_recipe(recipe, tmp_path / "model")

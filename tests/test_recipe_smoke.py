@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from wakeword.checkpoint import load_detector
@@ -23,6 +24,7 @@ def tiny_overrides(recipe_path: Path, tmp_path: Path, whisper_dir: Path) -> list
         "train.epochs=1",
         "train.n_views=1",
         "train.batch_size=4",
+        "evaluate.calibration_minutes=0",  # 30 min of long form: a benchmark's cost, not a smoke test's
     ]
     if load_recipe(recipe_path).model.encoder.startswith("whisper"):
         overrides.append(f"model.encoder={whisper_dir}")  # a tiny local Whisper stands in for tiny.en
@@ -36,7 +38,7 @@ def test_recipe_trains_two_steps_and_loads(recipe_path, tmp_path, tiny_whisper_d
     detector = load_detector(tmp_path / "model")
     assert detector.config.family == recipe.model.family
     assert set(report.words) == set(detector.config.wake_words) == set(recipe.wake_words)
-    assert all(0.0 <= t <= 1.0 + 1e-6 for t in detector.config.thresholds.values())
+    assert all(np.isfinite(t) for t in detector.config.thresholds.values())  # logits: any finite number
 
 
 def test_compare_recipe_is_valid():

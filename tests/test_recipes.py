@@ -55,3 +55,13 @@ def test_recipes_are_frozen(tmp_path):
     recipe = load_recipe(write(tmp_path, MINIMAL))
     with pytest.raises(AttributeError):
         recipe.train.lr = 1.0
+
+
+def test_a_number_written_as_text_is_refused_by_key(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("name: r\nwake_words: [w]\nmodel: {family: e2e}\ndata: {mining_threshold: -1e9}\n")
+    with pytest.raises(RecipeError, match=r"data.mining_threshold: expected a number, got '-1e9'"):
+        load_recipe(path)
+    path.write_text("name: r\nwake_words: [w]\nmodel: {family: e2e}\ntrain: {epochs: 2.5}\n")
+    with pytest.raises(RecipeError, match=r"train\.epochs: expected a number"):
+        load_recipe(path)

@@ -406,6 +406,7 @@ def tiny_recipe(tmp_path) -> tuple[Path, DataSet]:
         f"name: tiny\nwake_words: [{WORD}]\n"
         "model: {family: e2e, head: {channels: [4, 4, 4], blocks_per_stage: 1}}\n"
         f"data: {{train: [{dataset.root}], synth: null}}\ntrain: {{epochs: 1, max_steps: 1, batch_size: 16}}\n"
+        "evaluate: {calibration_minutes: 0}\n"
     )
     return recipe, dataset
 

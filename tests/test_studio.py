@@ -318,7 +318,8 @@ def test_train_tiny_model_reports_progress_and_metrics(studio, tts):
         studio.save_clip("rec", WORD, "wake word", pcm16(tts(WORD, accent=accent, variant=variant)))
         studio.save_clip("rec", WORD, "not wake word", pcm16(tts("hello there", accent=accent, variant=variant)))
     small = ["data.synth.n_positives=6", "data.synth.n_confusables=4", "data.synth.n_generic=4",
-             "data.synth.qc=false", "train.epochs=2", "train.batch_size=16"]  # fmt: skip
+             "data.synth.qc=false", "train.epochs=2", "train.batch_size=16",
+             "evaluate.calibration_minutes=0"]  # fmt: skip
     recipe = studio.build_recipe("e2e", WORD, "rec", overrides=small)
     steps = []
     info = studio.train("tiny", recipe, lambda fraction, message: steps.append((fraction, message)))
@@ -421,3 +422,22 @@ def test_app_serves_on_localhost_only_unless_asked(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_room_recording_is_negative_audio_not_a_clip(studio, tts):
+    from wakeword.studio import ROOM, calibration_markdown
+
+    studio.save_clip("rec", WORD, "wake word", pcm16(tts(WORD)))
+    talk = np.concatenate([tts("the kettle is boiling again"), tts("where did I put the keys")] * 4)
+    assert len(talk) > studio.limits.max_clip_seconds * SAMPLE_RATE  # too long for a clip, fine for a room
+    with pytest.raises(StudioError, match="clips must be"):
+        studio.save_clip("rec", WORD, "not wake word", pcm16(talk))
+    room_id = studio.save_clip("rec", WORD, ROOM, pcm16(talk))
+    clip = next(c for c in DataSet(studio.dataset_dir("rec")).clips() if c.id == room_id)
+    assert clip.labels == {} and clip.meta["kind"] == ROOM and clip.speaker == "me"
+    assert studio.room_recordings("rec") == [studio.dataset_dir("rec") / clip.path]
+    assert "min of room recording" in studio.dataset_summary("rec")
+    recipe = studio.build_recipe("quickstart", WORD, "rec")
+    assert recipe.data.negative_audio == (str(studio.dataset_dir("rec") / clip.path),)
+    warning = {"words": {WORD: {"negative_hours": 0.02, "warning": "calibrated on only 1.2 min of negative audio"}}}
+    assert "Warning: calibrated on only 1.2 min" in calibration_markdown(warning)

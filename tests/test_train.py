@@ -153,6 +153,7 @@ def resume_recipe(tmp_path_factory) -> Path:
         "model: {family: e2e, head: {channels: [8, 8, 8], blocks_per_stage: 1}}\n"
         f"data: {{train: [{data}], synth: null}}\n"
         f"train: {{epochs: {RESUME_EPOCHS}, batch_size: 8, lr: 0.003, patience: 100, seed: 5}}\n"
+        "evaluate: {calibration_minutes: 0}\n"
     )
     return recipe
 

@@ -17,7 +17,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from wakeword.models import get_family
-from wakeword.models.base import FORMAT_VERSION, Detector, DetectorConfig
+from wakeword.models.base import FORMAT_VERSION, Detector, DetectorConfig, logit
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -95,6 +95,9 @@ def read_config(path: str | os.PathLike) -> DetectorConfig:
     problem = _type_problem(data)
     if problem:
         raise ModelError(f"{config_path}: {problem}")
+    if data["format_version"] < 2:  # version 1 stored probabilities; read them as the logits they stand for
+        data = {**data, "format_version": FORMAT_VERSION}
+        data["thresholds"] = {w: float(logit(t)) for w, t in data.get("thresholds", {}).items()}
     try:
         config = DetectorConfig.from_dict(data)
         get_family(config.family)

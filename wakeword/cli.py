@@ -6,6 +6,7 @@ import argparse
 import itertools
 import json
 import sys
+from collections import Counter
 from collections.abc import Sequence
 
 from wakeword.audio import AudioError
@@ -36,6 +37,11 @@ def cmd_data_import(args: argparse.Namespace) -> int:
     for _path, reason in report.failed:
         print(f"skipped {reason}", file=sys.stderr)
     print(f"imported {len(report.added)} clip(s) into {dataset.root}; {len(report.failed)} file(s) skipped")
+    speakers = Counter(clip.speaker for clip in report.added)
+    if speakers:
+        print("speakers: " + ", ".join(f"{name} ({n})" for name, n in sorted(speakers.items())))
+        if len(speakers) == 1 and args.speaker is None:
+            print("(one speaker: put each speaker's files in a sub-folder of their own, or give --speaker)")
     return 1 if report.failed else 0
 
 
@@ -76,13 +82,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     report = train_recipe(load_recipe(args.recipe, args.set), args.out)
     for word, result in report.words.items():
-        auc = "n/a" if result.roc_auc is None else f"{result.roc_auc:.3f}"
-        n_false = round(result.fa_per_hour * result.negative_hours)
-        print(
-            f"{word}: FRR {result.frr:.1%} ({result.n_positive} held-out positives), "
-            f"{n_false} false accepts in {result.negative_hours * 60:.1f} min "
-            f"of held-out negatives ({result.fa_per_hour:.1f} FA/h), threshold {result.threshold:.3f}, ROC AUC {auc}"
-        )
+        print(f"{word}: held out: {result.summary()}")
     if report.words:  # under `accelerate launch` only the main process calibrates and saves
         print(f"model saved to {report.model_dir} ({report.seconds:.0f} s)")
     return 0
@@ -306,7 +306,9 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
         "--label", action="append", required=True, help='wake word, e.g. "hey computer" or "hey computer=0"'
     )
     imp.add_argument("--source", default="recorded", choices=["recorded", "corpus"])
-    imp.add_argument("--speaker", default=None, help="speaker for all files (default: each file's folder name)")
+    imp.add_argument(
+        "--speaker", default=None, help="speaker of all files (default: each file's folder name; DIR/<speaker>/...)"
+    )
     imp.set_defaults(func=cmd_data_import)
     lst = data_sub.add_parser("list", help="count clips per wake word")
     lst.add_argument("data_dir")

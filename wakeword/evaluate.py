@@ -9,10 +9,12 @@ as one stream of their total duration.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -21,8 +23,9 @@ from wakeword.audio import SAMPLE_RATE, load_audio
 from wakeword.data.augment import coloured_noise, fit_length, mix_at_snr
 from wakeword.data.clips import AUDIO_SUFFIXES
 from wakeword.metrics import (
+    count_false_accepts,
     det_curve,
-    false_accepts_per_hour,
+    fa_rate,
     false_reject_rate,
     plot_det,
     roc_auc,
@@ -36,15 +39,21 @@ AFTER_SECONDS = 0.5  # silence after a clip, so a word ending at the clip's end 
 
 @dataclass(frozen=True)
 class Scored:
-    """One clip's labels, duration and score track (n_hops, n_words)."""
+    """One clip's labels, duration and score track (n_hops, n_words) of logits.
+
+    padded_seconds: silence scored after the clip (score_clip adds AFTER_SECONDS; long audio none)."""
 
     labels: Mapping[str, int]
     duration_seconds: float
     track: np.ndarray
+    padded_seconds: float = AFTER_SECONDS
 
 
 @dataclass
 class WordReport:
+    """One word's FRR and false accepts at a threshold (logit scale). FA/h is always given with its 95%
+    Poisson interval (fa_per_hour_low, fa_per_hour_high) from the count and the hours of negatives."""
+
     threshold: float
     frr: float
     fa_per_hour: float
@@ -52,6 +61,30 @@ class WordReport:
     n_positive: int
     n_negative: int
     negative_hours: float
+    n_false_accepts: int = 0
+    fa_per_hour_low: float = float("nan")
+    fa_per_hour_high: float = float("nan")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> WordReport:
+        """From a saved report (report.json, config.json); keys this version does not know are ignored."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def false_accepts(self) -> str:
+        """ "3 false accepts in 30.0 min: 6 per hour (95% interval 1.24-17.5)" or "... below 90 per hour"."""
+        if self.negative_hours <= 0:
+            return "no negative audio"
+        if self.fa_per_hour_high != self.fa_per_hour_high:  # NaN: saved before intervals were recorded
+            return f"{self.fa_per_hour:.2f} per hour in {self.negative_hours * 60:.1f} min (no interval recorded)"
+        return str(fa_rate(self.n_false_accepts, self.negative_hours))
+
+    def summary(self) -> str:
+        auc = "n/a" if self.roc_auc is None else f"{self.roc_auc:.3f}"
+        return (
+            f"FRR {self.frr:.1%} ({self.n_positive} positives); {self.false_accepts()}; "
+            f"threshold {self.threshold:.2f} (logit); ROC AUC {auc}"
+        )
 
 
 class NoiseMixer:
@@ -97,7 +130,7 @@ def _split(scored: Sequence[Scored], words: Sequence[str], word: str) -> tuple[l
     k = list(words).index(word)
     positives = [float(s.track[:, k].max()) for s in scored if s.labels.get(word) == 1]
     negatives = [s.track[:, k] for s in scored if s.labels.get(word) == 0]
-    seconds = sum(s.duration_seconds + AFTER_SECONDS for s in scored if s.labels.get(word) == 0)
+    seconds = sum(s.duration_seconds + s.padded_seconds for s in scored if s.labels.get(word) == 0)
     return positives, negatives, seconds
 
 
@@ -106,11 +139,15 @@ def word_report(
 ) -> WordReport:
     """FRR on positive clips, FA/h on negative clips, ROC AUC of clip scores, at `threshold`."""
     positives, negatives, seconds = _split(scored, config.wake_words, word)
-    hop = config.hop_seconds
-    fa = false_accepts_per_hour(negatives, threshold, hop, refractory_seconds, seconds) if negatives else float("nan")
+    n_false = count_false_accepts(negatives, threshold, config.hop_seconds, refractory_seconds) if negatives else 0
+    rate = fa_rate(n_false, seconds / 3600) if negatives and seconds > 0 else None
     auc = roc_auc(positives, [t.max() for t in negatives]) if positives and negatives else None
     frr = false_reject_rate(positives, threshold) if positives else float("nan")
-    return WordReport(float(threshold), frr, fa, auc, len(positives), len(negatives), seconds / 3600)
+    nan = float("nan")
+    return WordReport(
+        float(threshold), frr, rate.per_hour if rate else nan, auc, len(positives), len(negatives), seconds / 3600,
+        n_false, rate.low if rate else nan, rate.high if rate else nan,
+    )  # fmt: skip
 
 
 def calibrate(

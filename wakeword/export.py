@@ -214,15 +214,6 @@ def check_windows(window_samples: int) -> np.ndarray:
     return np.concatenate([noise, chirp[None]]).astype(np.float32)
 
 
-def threshold_scale(detector: Detector) -> str:
-    """ "logit" or "probability": the scale of what `detector.score` returns, which is the scale of the
-    config's thresholds (StreamingDetector compares one with the other)."""
-    window = torch.from_numpy(check_windows(detector.config.window_samples)[2:])
-    with torch.no_grad():
-        logits, scores = detector.eval()(window), detector.score(window)
-    return "logit" if torch.allclose(scores, logits, atol=1e-6) else "probability"
-
-
 def source_checksums(model_dir: Path) -> dict[str, str]:
     """sha256 of the source model's config.json and model.safetensors."""
     return {name: hashlib.sha256((model_dir / name).read_bytes()).hexdigest() for name in (CONFIG_FILE, WEIGHTS_FILE)}
@@ -240,7 +231,7 @@ def runtime_metadata(detector: Detector, model_dir: Path, int8: bool) -> dict[st
         "window_seconds": config.window_seconds,
         "hop_seconds": config.hop_seconds,
         "thresholds": {word: config.threshold(word) for word in config.wake_words},
-        "threshold_scale": getattr(config, "threshold_scale", None) or threshold_scale(detector),
+        "threshold_scale": "logit",  # DetectorConfig thresholds are logits (read_config converts older ones)
         "refractory_seconds": REFRACTORY_SECONDS,
         "calibration": config.calibration,
         "quantization": "int8-dynamic" if int8 else "none",

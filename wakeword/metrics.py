@@ -3,7 +3,8 @@
 Conventions shared by every function here and by `wakeword.stream` (so evaluation counts exactly what
 the live detector would report):
 
-- A score track is one probability per hop, shape (n_hops,), hop `i` scored every `hop_seconds`.
+- A score track is one score per hop (a logit: any real number), shape (n_hops,), hop `i` scored every
+  `hop_seconds`.
 - A hop *fires* when `score >= threshold`.
 - A *detection* happens at a rising edge: a firing hop whose previous hop did not fire (the hop before
   the first one counts as not firing). One sustained activation (consecutive firing hops, however long)
@@ -27,6 +28,17 @@ import numpy as np
 SECONDS_PER_HOUR = 3600.0
 
 ScoreTracks = np.ndarray | Sequence[np.ndarray]
+
+
+def probability(logits: np.ndarray | float) -> np.ndarray | float:
+    """Display scale of a score: sigmoid in float64 (1 - p stays distinguishable up to logit ~36)."""
+    return 1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64)))
+
+
+def logit(probability_: np.ndarray | float, eps: float = 1e-12) -> np.ndarray | float:
+    """Inverse of `probability`, with p clipped to [eps, 1 - eps] so 0 and 1 map to finite logits."""
+    p = np.clip(np.asarray(probability_, dtype=np.float64), eps, 1.0 - eps)
+    return np.log(p) - np.log1p(-p)
 
 
 def refractory_hops(refractory_seconds: float, hop_seconds: float) -> int:
@@ -82,6 +94,45 @@ def false_accepts_per_hour(
         raise ValueError("false accepts per hour need negative audio of positive duration")
     n_false = count_false_accepts(tracks, threshold, hop_seconds, refractory_seconds)
     return n_false * SECONDS_PER_HOUR / duration_seconds
+
+
+@dataclass(frozen=True)
+class FalseAcceptRate:
+    """False accepts counted in hours of negative audio, with the 95% interval of the rate per hour.
+
+    The interval is the exact (Garwood) Poisson interval of the count; with no false accept at all it is
+    the one-sided bound, so 0 in 2 minutes reads "below 90 per hour" (-ln 0.05 = 3.0 events / (1/30) h).
+    """
+
+    n_false: int
+    hours: float
+    per_hour: float
+    low: float
+    high: float
+
+    def __str__(self) -> str:
+        amount = f"{self.hours * 60:.1f} min" if self.hours < 1 else f"{self.hours:.2f} h"
+        if self.n_false == 0:
+            return f"0 false accepts in {amount}: below {self.high:.3g} per hour (95%)"
+        return (
+            f"{self.n_false} false accept{'s' * (self.n_false != 1)} in {amount}: {self.per_hour:.3g} per hour "
+            f"(95% interval {self.low:.3g}-{self.high:.3g})"
+        )
+
+
+def fa_rate(n_false: int, hours: float, confidence: float = 0.95) -> FalseAcceptRate:
+    """The rate per hour of `n_false` events in `hours`, with its Poisson interval (see FalseAcceptRate)."""
+    from scipy.stats import chi2
+
+    if hours <= 0:
+        raise ValueError("a false-accept rate needs negative audio of positive duration")
+    alpha = 1.0 - confidence
+    if n_false == 0:
+        low, high = 0.0, float(chi2.ppf(confidence, 2) / 2)
+    else:
+        low = float(chi2.ppf(alpha / 2, 2 * n_false) / 2)
+        high = float(chi2.ppf(1 - alpha / 2, 2 * (n_false + 1)) / 2)
+    return FalseAcceptRate(int(n_false), float(hours), n_false / hours, low / hours, high / hours)
 
 
 def clip_scores(tracks: Sequence[np.ndarray]) -> np.ndarray:
@@ -156,14 +207,16 @@ def det_curve(
 ) -> DETCurve:
     """FRR on positive clip scores (n_clips,) and FA/h on negative tracks over a threshold sweep.
 
-    thresholds: ascending; by default 201 points over [0, 1] plus every positive clip score, so the
-    FRR steps are exact.
+    thresholds: ascending; by default 201 points over the range of all scores plus every positive clip
+    score, so the FRR steps are exact (scores are logits: there is no fixed range).
     """
-    if thresholds is None:
-        grid = np.linspace(0.0, 1.0, 201)
-        thresholds = np.unique(np.concatenate([grid, np.asarray(positive_scores, dtype=np.float64)]))
-    sweep = np.sort(np.asarray(thresholds, dtype=np.float64))
     tracks = _as_tracks(negative_tracks)
+    if thresholds is None:
+        positives = np.asarray(positive_scores, dtype=np.float64)
+        every = np.concatenate([positives, *[t.astype(np.float64) for t in tracks]])
+        grid = np.linspace(every.min(), every.max(), 201) if every.size else np.zeros(0)
+        thresholds = np.unique(np.concatenate([grid, positives, [every.max() + 1e-6] if every.size else []]))
+    sweep = np.sort(np.asarray(thresholds, dtype=np.float64))
     frr = np.array([false_reject_rate(positive_scores, t) for t in sweep])
     fa = np.array([false_accepts_per_hour(tracks, t, hop_seconds, refractory_seconds, duration_seconds) for t in sweep])
     return DETCurve(sweep, frr, fa)

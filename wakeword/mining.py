@@ -25,7 +25,7 @@ from wakeword.audio import SAMPLE_RATE, AudioError
 from wakeword.checkpoint import ModelError, load_detector, read_config, rollback_detector
 from wakeword.data.clips import Clip, DataSet
 from wakeword.evaluate import audio_files
-from wakeword.models.base import Detector, DetectorConfig
+from wakeword.models.base import Detector, DetectorConfig, logit, probability
 from wakeword.recipes import Recipe, _help, build_dataclass
 from wakeword.stream import Detection, StreamingDetector, iter_file_blocks
 
@@ -39,8 +39,10 @@ RING_SECONDS = 30.0  # recent audio kept while streaming; activations are closed
 
 @dataclass(frozen=True)
 class MineSettings:
-    threshold: float | None = _help("collect activations scoring at least this (default: fraction x threshold)", None)
-    threshold_fraction: float = _help("the default threshold: this share of each word's calibrated threshold", 0.5)
+    threshold: float | None = _help("collect activations scoring at least this logit (default: see fraction)", None)
+    threshold_fraction: float = _help(
+        "the default threshold: this share of each word's calibrated threshold on the probability scale", 0.5
+    )
     refractory_seconds: float = _help("one activation per word in this long (the streaming detector's rule)", 1.0)
     dedup_seconds: float = _help("an activation this close to a clip already mined from the same file is skipped", 1.0)
     words: tuple[str, ...] | None = _help("mine only these wake words (default: all of the model's)", None)
@@ -103,7 +105,9 @@ def mining_thresholds(detector: Detector, settings: MineSettings) -> dict[str, f
         raise ValueError(f"unknown word(s) {unknown}; the model detects {list(detector.config.wake_words)}")
     if settings.threshold is not None:
         return {w: settings.threshold for w in words}
-    return {w: settings.threshold_fraction * detector.config.threshold(w) for w in words}
+    # a share of a logit means nothing; a share of the probability does ("half as sure as a detection")
+    share = settings.threshold_fraction
+    return {w: float(logit(share * probability(detector.config.threshold(w)))) for w in words}
 
 
 def fingerprint(audio: np.ndarray) -> str:

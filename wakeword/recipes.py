@@ -50,8 +50,26 @@ class DataSpec:
         (),
     )
     hard_negative_weight: float = _help("loss weight of a mined or corrected clip relative to other clips", 2.0)
+    negative_audio: tuple[str, ...] = _help(
+        "files or folders of long audio that never says the wake word (podcasts, TV, a recording of your room): "
+        "cut into training windows, mined in rounds during training, and a quarter of it calibrates",
+        (),
+    )
+    mining_rounds: int = _help("train -> mine negative_audio at mining_threshold -> retrain, this many times", 2)
+    mining_threshold: float = _help("logit at which negative audio counts as a near miss while mining", -2.0)
+    max_mined_per_round: int = _help("highest-scoring mined windows added per round", 300)
+    same_channel_negatives: tuple[str, ...] = _help(
+        "negatives cut from every real positive so its microphone and room are not taken for the word: "
+        "background (the audio around the word), cut-start / cut-end (the word cut short), reversed",
+        ("background", "cut-start", "cut-end", "reversed"),
+    )
     noise_dirs: tuple[str, ...] = _help("folders of background noise for augmentation", ())
     rir_dirs: tuple[str, ...] = _help("folders of room impulse responses for augmentation", ())
+    hold_out_real_min_speakers: int = _help(
+        "hold some real recordings out for validation and test only when they come from at least this many "
+        "speakers; with fewer, all of them train the model (a speaker's clips are few and precious)",
+        6,
+    )
     val_fraction: float = _help("share of speaker/session groups kept for validation", 0.15)
     test_fraction: float = _help("share of groups held out for the final FRR / FA/h report", 0.15)
     max_real_clips: int | None = _help("use at most this many recorded/corpus positives (learning curves)", None)
@@ -92,6 +110,11 @@ class TrainSpec:
 class EvalSpec:
     target_fa_per_hour: float = _help("the threshold is calibrated to this many false accepts per hour", 1.0)
     refractory_seconds: float = _help("after a detection, no new one for this long", 1.0)
+    calibration_minutes: float = _help(
+        "synthetic long-form speech in noise added to the calibration negatives (made and encoded once per "
+        "machine); thresholds set on a few minutes promise nothing about false accepts per hour",
+        30.0,
+    )
 
 
 @dataclass(frozen=True)
@@ -134,7 +157,7 @@ def build_dataclass(cls: type, data: Any, where: str = "") -> Any:
                 value = build_dataclass(sub, value, f"{key}.")
             elif isinstance(value, list):
                 value = tuple(value)
-            values[f.name] = value
+            values[f.name] = _checked_number(hints[f.name], value, key)
         elif f.default is REQUIRED:
             raise RecipeError(f"missing required key {key!r}: {f.metadata.get('help', '')}")
     built = cls(**values)
@@ -142,6 +165,16 @@ def build_dataclass(cls: type, data: Any, where: str = "") -> Any:
         if getattr(built, f.name) is REQUIRED:
             raise RecipeError(f"missing required key {where}{f.name!r}: {f.metadata.get('help', '')}")
     return built
+
+
+def _checked_number(annotation: Any, value: Any, key: str) -> Any:
+    """A number where the schema wants one (YAML reads `1e9` as a string: it wants `1.0e+9`)."""
+    wants = {float: (int, float), int: (int,)}.get(annotation) or {"float": (int, float), "int": (int,)}.get(annotation)
+    if wants is None or value is None:
+        return value
+    if isinstance(value, bool) or not isinstance(value, wants):
+        raise RecipeError(f"{key}: expected a number, got {value!r}")
+    return float(value) if float in wants else value
 
 
 def apply_overrides(data: dict[str, Any], overrides: typing.Sequence[str]) -> dict[str, Any]:

@@ -7,9 +7,9 @@
 
 Streaming goes through `wakeword.stream.StreamingDetector` itself (a torch-free module), so hops,
 smoothing, the rising-edge rule, the refractory period and event times are exactly those of
-`wakeword detect` / `wakeword listen`. Scores are LOGITS (the graph's output); thresholds from
-runtime.json are compared on the logit scale (a probability threshold p from an older model becomes
-log(p / (1 - p)), the same decision). `probability()` turns a logit into a display probability.
+`wakeword detect` / `wakeword listen`. Scores are LOGITS (the graph's output), compared with the logit
+thresholds of runtime.json (a runtime.json whose `threshold_scale` is "probability" has each threshold p
+read as log(p / (1 - p)), the same decision). `wakeword.metrics.probability` gives display probabilities.
 
 Command line: `wakeword-runtime detect DIR AUDIO` and `wakeword-runtime listen DIR` (see `main`).
 Files and arrays need soundfile; microphones need sounddevice; audio not at 16 kHz needs soxr.
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import threading
@@ -31,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from wakeword.audio import AudioError, seconds_to_samples
+from wakeword.metrics import logit, probability
 from wakeword.stream import (
     Detection,
     MicrophoneError,
@@ -50,17 +50,9 @@ class RuntimeModelError(ValueError):
     """An exported folder that cannot be run; the message names the path and the problem."""
 
 
-def probability(logit: float) -> float:
-    """Display probability of a logit, sigmoid in float64 (never rounds a logit of 20 up to exactly 1)."""
-    return 1.0 / (1.0 + math.exp(-logit)) if logit >= 0 else math.exp(logit) / (1.0 + math.exp(logit))
-
-
 def to_logit(threshold: float, scale: str) -> float:
-    """A threshold on `scale` ("logit" or "probability") as a logit (p = 0 or 1 become -inf / inf)."""
-    if scale == "logit":
-        return float(threshold)
-    with np.errstate(divide="ignore"):
-        return float(np.log(threshold) - np.log1p(-threshold))
+    """A threshold on `scale` ("logit" or "probability") as a logit (p = 0 or 1 clipped to finite logits)."""
+    return float(threshold) if scale == "logit" else float(logit(threshold))
 
 
 @dataclass(frozen=True)
@@ -145,8 +137,7 @@ class OnnxDetector:
 
     def probabilities(self, windows: np.ndarray) -> np.ndarray:
         """Display probabilities (n, n_words) float64: sigmoid of the logits."""
-        logits = self.logits(windows)
-        return np.exp(-np.logaddexp(0.0, -logits))
+        return probability(self.logits(windows))
 
 
 def load_runtime(folder: str | os.PathLike, threads: int | None = None) -> OnnxDetector:
@@ -206,7 +197,7 @@ def listen(
 
 def event_dict(event: Detection) -> dict[str, float | str]:
     """An event as JSON-ready fields: `score` is the logit, `probability` its sigmoid for display."""
-    return {**event.to_dict(), "probability": probability(event.score)}
+    return {**event.to_dict(), "probability": float(probability(event.score))}
 
 
 def _print_event(event: Detection) -> None:

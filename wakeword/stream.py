@@ -36,7 +36,7 @@ import numpy as np
 import soundfile as sf
 
 from wakeword.audio import SAMPLE_RATE, AudioError
-from wakeword.metrics import refractory_hops
+from wakeword.metrics import logit, probability, refractory_hops
 
 if TYPE_CHECKING:
     from wakeword.models.base import Detector
@@ -121,7 +121,7 @@ class _WordTrigger:
 class StreamingDetector:
     """Score a stream of 16 kHz mono audio every hop and report wake-word detections.
 
-    thresholds: per word, on the probability scale (default: the detector config's, else 0.5).
+    thresholds: per word, on the logit scale (default: the detector config's, else 0.0 = probability 0.5).
     smoothing_hops: detect on the mean of the last k hop scores (1 = raw scores).
     refractory_seconds: after a detection of a word, no new detection of it for this long.
     batch_hops: at most this many windows per detector call (speed for files, bounded memory).
@@ -204,23 +204,24 @@ class StreamingDetector:
         return StreamResult(np.round(hops * self.config.hop_seconds, 6), scores.astype(np.float32), detections)
 
     def _score(self, windows: np.ndarray) -> np.ndarray:
-        """windows (n, window_samples) -> probabilities (n, n_words) float64. Subclasses score other models."""
+        """windows (n, window_samples) -> logits (n, n_words) float64. Subclasses score other models."""
         import torch  # here, not at the top: wakeword.runtime uses this module without torch
 
         device = next((p.device for p in self.detector.parameters()), torch.device("cpu"))
-        probabilities = self.detector.score(torch.from_numpy(windows).to(device))
-        return probabilities.detach().cpu().double().numpy().reshape(len(windows), -1)
+        logits = self.detector.score(torch.from_numpy(windows).to(device))
+        return logits.detach().cpu().double().numpy().reshape(len(windows), -1)
 
     def _smooth(self, raw: np.ndarray) -> np.ndarray:
-        """Mean over the last `smoothing_hops` rows, fewer at the stream start. raw: (n, n_words)."""
+        """Mean PROBABILITY over the last `smoothing_hops` rows (fewer at the stream start), as a logit.
+        raw: (n, n_words) logits. A mean of logits would let one very negative hop veto a detection."""
         if self.smoothing_hops == 1:
             return raw
-        rows = np.concatenate([self._history, raw])
+        rows = np.concatenate([self._history, probability(raw)])
         sums = np.concatenate([np.zeros((1, rows.shape[1])), np.cumsum(rows, axis=0)])
         ends = np.arange(len(self._history) + 1, len(rows) + 1)
         starts = np.maximum(ends - self.smoothing_hops, 0)  # the history holds every hop at the stream start
         self._history = rows[-(self.smoothing_hops - 1) :].copy()
-        return (sums[ends] - sums[starts]) / (ends - starts)[:, None]
+        return logit((sums[ends] - sums[starts]) / (ends - starts)[:, None])
 
     def _detect(self, hops: np.ndarray, scores: np.ndarray) -> list[Detection]:
         events = []

@@ -35,6 +35,7 @@ import soundfile as sf
 from wakeword.audio import SAMPLE_RATE, AudioError, check_audio, load_audio, resample
 from wakeword.checkpoint import ModelError, load_detector, read_config
 from wakeword.data.clips import DataSet, ManifestError, new_clip_id, normalize_word
+from wakeword.evaluate import WordReport
 from wakeword.mining import AudioRing
 from wakeword.models import FAMILIES as MODEL_FAMILIES
 from wakeword.models.base import Detector
@@ -47,6 +48,9 @@ VERDICTS = {"right": 1, "wrong": 0}  # a live activation judged by the user -> i
 # audio kept around a live activation: the window that fired and a little after it, as the word may go on
 ACTIVATION_BEFORE_SECONDS, ACTIVATION_AFTER_SECONDS = 0.25, 0.75
 LABELS = {"wake word": 1, "not wake word": 0, "background": 0}  # label shown in the app -> clip label
+# A minutes-long recording of the user's room (talk, TV, the fan) with no wake word in it: not a training
+# clip but negative audio (recipe data.negative_audio), cut into windows, mined, and a quarter calibrates.
+ROOM = "room recording"
 FAMILIES = tuple(MODEL_FAMILIES)
 FREEZE_STRATEGIES = ("head", "top-k", "full")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._ -]{0,63}")
@@ -69,6 +73,8 @@ class StudioLimits:
     min_clip_seconds: float = 0.3
     max_clip_seconds: float = 5.0
     max_upload_bytes: int = 10 * 1024 * 1024  # a 5 s clip is < 1 MB even as 48 kHz stereo WAV
+    max_room_seconds: float = 600.0  # a room recording: up to 10 minutes
+    max_room_upload_bytes: int = 64 * 1024 * 1024  # 10 min of 48 kHz mono 16-bit WAV is 55 MB
     max_chunk_seconds: float = 5.0  # one live-stream chunk (the browser sends ~0.5 s)
     history_seconds: float = 10.0  # live score plot span
     idle_seconds: float = 30.0  # a live session's scorer thread ends after this long without audio
@@ -164,25 +170,29 @@ class Studio:
         return DataSet(folder)
 
     # -- recording ----------------------------------------------------------------------------------------------
-    def read_recording(self, audio: AudioInput | None) -> np.ndarray:
-        """A browser recording or upload as (n_samples,) float32 16 kHz, within the size and length limits."""
+    def read_recording(self, audio: AudioInput | None, room: bool = False) -> np.ndarray:
+        """A browser recording or upload as (n_samples,) float32 16 kHz, within the size and length limits
+        (a clip's, or with `room` a room recording's)."""
         if audio is None:
             raise StudioError("no recording: press record, say the phrase, then stop")
+        limits = self.limits
+        max_bytes, max_seconds = (limits.max_room_upload_bytes, limits.max_room_seconds) if room else (
+            limits.max_upload_bytes, limits.max_clip_seconds)  # fmt: skip
         try:
             if isinstance(audio, tuple):
                 samples = to_float_mono(*audio)
             else:
                 size = Path(audio).stat().st_size
-                if size > self.limits.max_upload_bytes:
-                    limit = self.limits.max_upload_bytes / 2**20
-                    raise StudioError(f"the file is {size / 2**20:.1f} MB; the limit is {limit:.0f} MB")
-                samples = load_audio(audio, max_seconds=self.limits.max_clip_seconds)
+                if size > max_bytes:
+                    raise StudioError(f"the file is {size / 2**20:.1f} MB; the limit is {max_bytes / 2**20:.0f} MB")
+                samples = load_audio(audio, max_seconds=max_seconds)
         except (AudioError, OSError) as error:
             raise StudioError(f"cannot read the recording: {error}") from None
-        return self.check_length(samples)
+        return self.check_length(samples, max_seconds)
 
-    def check_length(self, samples: np.ndarray) -> np.ndarray:
-        seconds, low, high = len(samples) / SAMPLE_RATE, self.limits.min_clip_seconds, self.limits.max_clip_seconds
+    def check_length(self, samples: np.ndarray, max_seconds: float | None = None) -> np.ndarray:
+        seconds, low = len(samples) / SAMPLE_RATE, self.limits.min_clip_seconds
+        high = self.limits.max_clip_seconds if max_seconds is None else max_seconds
         if not low <= seconds <= high:
             hint = "record a little longer" if seconds < low else "trim it or say the phrase once per clip"
             raise StudioError(f"the clip is {seconds:.2f} s long; clips must be {low:g}-{high:g} s ({hint})")
@@ -191,21 +201,29 @@ class Studio:
     def save_clip(self, dataset: str, wake_word: str, label: str, audio: AudioInput | None, speaker: str = "") -> str:
         """Save a recording into data set `dataset` (created on first use) labelled for `wake_word`.
 
-        label: one of LABELS. Returns the new clip id. Each clip is its own split group: the person who
-        records is the person the detector is for, so held-out clips of them measure what matters.
+        label: one of LABELS, or ROOM (minutes of the room without the wake word: stored unlabelled, and
+        used as negative audio when training). Returns the new clip id. Clips without a speaker name are
+        the app user's ("me"): with few speakers every clip trains the model (wakeword.pipeline.split_clips).
         """
         word = check_wake_word(wake_word)
-        if label not in LABELS:
-            raise StudioError(f"label {label!r}: choose one of {', '.join(LABELS)}")
-        speaker = safe_name(speaker, "speaker") if speaker and speaker.strip() else ""
-        samples = self.read_recording(audio)
+        if label not in (*LABELS, ROOM):
+            raise StudioError(f"label {label!r}: choose one of {', '.join((*LABELS, ROOM))}")
+        speaker = safe_name(speaker, "speaker") if speaker and speaker.strip() else "me"
+        samples = self.read_recording(audio, room=label == ROOM)
         clip_id = new_clip_id("rec-")
-        meta = {"kind": label, "session_group": clip_id}
         dataset_obj = DataSet.create(self.dataset_dir(dataset))
-        text = word if LABELS[label] else ""
-        dataset_obj.add_audio(samples, {word: LABELS[label]}, "recorded", speaker=speaker, text=text,
-                              meta=meta, clip_id=clip_id)  # fmt: skip
+        labels = {} if label == ROOM else {word: LABELS[label]}
+        text = word if labels.get(word) else ""
+        dataset_obj.add_audio(samples, labels, "recorded", speaker=speaker, text=text, meta={"kind": label},
+                              clip_id=clip_id)  # fmt: skip
         return clip_id
+
+    def room_recordings(self, dataset: str) -> list[Path]:
+        """Audio files of the data set's room recordings (negative audio for training and calibration)."""
+        if dataset not in self.datasets():
+            return []
+        store = self._open(dataset)
+        return [store.audio_path(clip) for clip in store.clips() if clip.meta.get("kind") == ROOM]
 
     def clips_table(self, dataset: str) -> list[list[Any]]:
         """Rows [clip id, label, wake word, seconds, speaker], newest first."""
@@ -213,7 +231,7 @@ class Studio:
             return []
         rows = []
         for clip in self._open(dataset).clips():
-            word, value = next(iter(clip.labels.items()), ("", 0))
+            word, value = next(iter(clip.labels.items()), (clip.text, 0))
             label = clip.meta.get("kind") or ("wake word" if value else "not wake word")
             rows.append([clip.id, label, word, round(clip.duration_seconds, 2), clip.speaker])
         return rows[::-1]
@@ -223,9 +241,11 @@ class Studio:
         rows = self.clips_table(dataset)
         counts = {label: sum(1 for row in rows if row[1] == label) for label in LABELS}
         text = ", ".join(f"{n} {label}" for label, n in counts.items())
-        need = max(0, 20 - counts["wake word"])
+        room_minutes = sum(row[3] for row in rows if row[1] == ROOM) / 60
+        need = max(0, 10 - counts["wake word"])
         advice = f"record about {need} more wake-word clips" if need else "enough to train; more variety still helps"
-        return f"**{dataset}**: {text} ({advice})."
+        room = f"{room_minutes:.1f} min of room recording" + ("" if room_minutes >= 3 else " (record 3-10 min)")
+        return f"**{dataset}**: {text}, {room} ({advice})."
 
     def clip_audio(self, dataset: str, clip_id: str) -> tuple[int, np.ndarray]:
         """(16000, samples) of a saved clip, for playback."""
@@ -279,7 +299,9 @@ class Studio:
                 raise StudioError(f"setting {item!r} cannot be changed here (allowed: {', '.join(OVERRIDABLE)})")
         word = check_wake_word(wake_word)
         train = [str(self._open(dataset).root)] if dataset else []
+        room = [str(path) for path in self.room_recordings(dataset)] if dataset else []
         sets = [f"wake_words={json.dumps([word])}", f"data.train={json.dumps(train)}", *overrides]
+        sets.append(f"data.negative_audio={json.dumps(room)}")
         try:
             built = load_recipe(paths[recipe], sets)
         except RecipeError as error:
@@ -342,14 +364,13 @@ class Studio:
         if report_path.is_file():
             metrics = json.loads(report_path.read_text(encoding="utf-8")).get("words", metrics)
         det = folder / "det.png"
-        return ModelInfo(
-            name, config.to_dict(), metrics_markdown(metrics, config.thresholds), det if det.is_file() else None
-        )
+        table = metrics_markdown(metrics, config.thresholds) + calibration_markdown(config.calibration)
+        return ModelInfo(name, config.to_dict(), table, det if det.is_file() else None)
 
     def threshold(self, name: str) -> float:
         """The calibrated threshold of the model's first wake word (the live slider's starting point)."""
         config = self.model_info(name).config
-        return float(config.get("thresholds", {}).get(config["wake_words"][0], 0.5))
+        return float(config.get("thresholds", {}).get(config["wake_words"][0], 0.0))
 
     def export(self, name: str, int8: bool = False) -> Path:
         """Export the saved model `name` for wakeword-runtime; returns the zip of the exported folder."""
@@ -433,15 +454,29 @@ def metrics_markdown(words: dict[str, Any], thresholds: dict[str, float]) -> str
     if not words:
         return "No held-out metrics recorded for this model."
     lines = [
-        "| wake word | threshold | FRR | FA/h | ROC AUC | positives | negatives |",
+        "| wake word | threshold (logit) | FRR | false accepts, FA/h (95% interval) | ROC AUC | positives "
+        "| negatives |",
         "|---|---|---|---|---|---|---|",
     ]
     for word, m in words.items():
         auc = "-" if m.get("roc_auc") is None else f"{m['roc_auc']:.3f}"
         threshold = m.get("threshold", thresholds.get(word, float("nan")))
-        lines.append(f"| {word} | {threshold:.3g} | {m['frr']:.1%} | {m['fa_per_hour']:.2f} | {auc} "
+        fa = WordReport.from_dict(m).false_accepts()
+        lines.append(f"| {word} | {threshold:.2f} | {m['frr']:.1%} | {fa} | {auc} "
                      f"| {m['n_positive']} | {m['n_negative']} |")  # fmt: skip
     return "\n".join(lines)
+
+
+def calibration_markdown(calibration: dict[str, Any]) -> str:
+    """What the thresholds rest on, per word, with the warning of a model calibrated on too little audio."""
+    lines = []
+    for word, entry in calibration.get("words", {}).items():
+        minutes = 60 * entry.get("negative_hours", 0.0)
+        line = f"- **{word}**: threshold set on {minutes:.1f} min of negative audio"
+        if "warning" in entry:
+            line += f". **Warning: {entry['warning']}.**"
+        lines.append(line)
+    return ("\n\nCalibration:\n" + "\n".join(lines)) if lines else ""
 
 
 def read_stream_chunk(path: str | os.PathLike, max_bytes: int) -> tuple[int, np.ndarray]:

@@ -24,7 +24,9 @@ from wakeword.data.augment import (
 )
 from wakeword.data.clips import DataSet
 
-QUIET = dict(p_noise=0.0, p_rir=0.0, p_speed=0.0, gain_db=(0.0, 0.0), shift_seconds=0.0, n_simulated_rooms=0)
+QUIET = dict(
+    p_noise=0.0, p_rir=0.0, p_speed=0.0, p_channel=0.0, gain_db=(0.0, 0.0), shift_seconds=0.0, n_simulated_rooms=0
+)
 
 
 def syllables(seconds: float, seed: int = 0, amplitude: float = 0.3) -> np.ndarray:
@@ -230,3 +232,33 @@ def test_gain_only_chain_is_exact_and_files_round_trip(tmp_path):
     np.testing.assert_allclose(out, audio * 10 ** (-6 / 20), atol=1e-6)
     write_audio(tmp_path / "x.wav", out)
     np.testing.assert_allclose(load_audio(tmp_path / "x.wav"), out, atol=1e-4)
+
+
+def test_recording_channel_colours_band_limits_and_is_seeded():
+    from wakeword.data.augment import mu_law_round_trip, recording_channel
+
+    rng = np.random.default_rng(0)
+    white = (0.1 * rng.standard_normal(4 * SAMPLE_RATE)).astype(np.float32)
+    spectra, settings = [], []
+    for seed in range(40):
+        applied: dict = {}
+        out = recording_channel(white, np.random.default_rng(seed), applied)
+        assert out.dtype == np.float32 and out.shape == white.shape and np.abs(out).max() <= 0.99 + 1e-6
+        again = recording_channel(white, np.random.default_rng(seed), {})
+        np.testing.assert_array_equal(out, again)  # seeded: the same draw gives the same channel
+        spectra.append(np.abs(np.fft.rfft(out)) ** 2)
+        settings.append(applied["channel"])
+    freqs = np.fft.rfftfreq(len(white), 1 / SAMPLE_RATE)
+    band_limited = [s for s, c in zip(spectra, settings, strict=True) if "lowpass_hz" in c]
+    assert 10 <= len(band_limited) <= 35  # about 60% of draws are band limited
+    for spectrum, channel in zip(spectra, settings, strict=True):
+        if "lowpass_hz" in channel:  # an octave above the cut-off, at least 20 dB down against the pass band
+            above = spectrum[freqs > min(2 * channel["lowpass_hz"], 7900)].mean()
+            assert 10 * np.log10(above / spectrum[(freqs > 500) & (freqs < 3000)].mean()) < -20
+        low = spectrum[freqs < channel["highpass_hz"] / 4].mean()  # two octaves under the high-pass
+        assert 10 * np.log10(low / spectrum[(freqs > 500) & (freqs < 3000)].mean()) < -12
+    # mu-law at 8 bits: about 38 dB signal-to-quantisation-noise, not exact, not destroyed
+    speech_like = syllables(1.0)
+    error = mu_law_round_trip(speech_like) - speech_like
+    snr = 10 * np.log10(np.mean(speech_like**2) / np.mean(error**2))
+    assert 25 < snr < 50

@@ -215,3 +215,12 @@ def test_interrupted_import_leaves_no_orphan_audio(tmp_path):
     assert proc.returncode != 0 and b"KeyboardInterrupt" in stderr  # interrupted mid-import, not after it
     assert dataset.clips() == [] and dataset.check() == []
     assert list(audio.iterdir()) == []
+
+
+def test_a_flat_folder_is_one_speaker_named_after_it(tmp_path):
+    src = tmp_path / "my-recordings"
+    src.mkdir()
+    for i in range(3):
+        sf.write(src / f"{i}.wav", beep(), SAMPLE_RATE)
+    report = DataSet.create(tmp_path / "ds").import_folder(src, {"hey computer": 1})
+    assert [c.speaker for c in report.added] == ["my-recordings"] * 3  # not "" (one group per clip)

@@ -177,3 +177,31 @@ def test_split_keeps_sessions_and_augmented_copies_with_parents():
         sides = [{c.id for c in side} for side in (train, val)]
         assert any({"0-0", "1-1"} <= side for side in sides)  # one session, two speakers: same side
         assert any({"p", "q"} <= side for side in sides)
+
+
+def test_real_positives_give_same_channel_negatives(tmp_path):
+    from wakeword.data.dataset import SAME_CHANNEL_KINDS
+
+    ds = DataSet.create(tmp_path / "real")
+    word = burst(0.6, 0.8, 0.7, 7)  # speech from 0.6 to 1.4 s, room tone around it
+    word[word == 0] = 0.002 * np.random.default_rng(8).standard_normal(int((word == 0).sum()))
+    real = ds.add_audio(word, {HEY: 1}, source="recorded", speaker="ann")
+    ds.add_audio(burst(0.2, 0.6, 0.5, 9), {HEY: 1}, source="synth", speaker="tts")  # TTS: nothing derived
+    plain = WakeWordDataset(ds, [HEY], train=False)
+    dataset = WakeWordDataset(ds, [HEY], train=False, same_channel=SAME_CHANNEL_KINDS)
+    assert len(plain) == 2 and len(dataset) == 2 + 4
+    derived = [i for i in range(len(dataset)) if dataset._index[i][3]]
+    assert [dataset._index[i][3] for i in derived] == list(SAME_CHANNEL_KINDS)
+    items = [dataset[i] for i in derived]
+    assert all(item["clip_id"] == real.id and item["labels"].tolist() == [0.0] for item in items)
+    assert all(item["mask"].tolist() == [1.0] for item in items)
+    windows = {kind: dataset.window(i)[0] for kind, i in zip(SAME_CHANNEL_KINDS, derived, strict=True)}
+    assert np.abs(windows["background"]).max() < 0.01  # only the quiet room, none of the word
+    full = dataset.window(0)[0]
+    speech = lambda w: int((np.abs(w) > 0.01).sum())  # noqa: E731
+    for kind in ("cut-start", "cut-end"):  # half the word, give or take the cut's 35-65% range
+        assert 0.3 * speech(full) < speech(windows[kind]) < 0.7 * speech(full)
+    assert speech(windows["reversed"]) == pytest.approx(speech(full), rel=0.05)
+    assert dataset.counts() == {HEY: {"positive": 2, "negative": 4}}
+    with pytest.raises(ValueError, match="unknown same-channel"):
+        WakeWordDataset(ds, [HEY], same_channel=("echo",))

@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 ACTIVE_FLOOR_DB = 40.0  # frames quieter than this below the loudest frame are silence, not speech
 COLOURS = ("white", "pink", "brown")
-STEPS = ("speed", "rir", "shift", "noise", "gain")  # the order augment_audio applies them in
+STEPS = ("speed", "rir", "shift", "noise", "channel", "gain")  # the order augment_audio applies them in
 _EPS = 1e-12
 
 
@@ -45,6 +45,10 @@ class AugmentSettings:
     p_noise: float = field(default=0.8, metadata={"help": "probability of mixing in background noise"})
     p_rir: float = field(default=0.5, metadata={"help": "probability of convolving with a room impulse response"})
     p_speed: float = field(default=0.5, metadata={"help": "probability of speed perturbation"})
+    p_channel: float = field(
+        default=0.5,
+        metadata={"help": "probability of a random recording channel: microphone response, band limit, codec"},
+    )
     gain_db: tuple[float, float] = field(default=(-12.0, 6.0), metadata={"help": "gain range, dB (peak-limited)"})
     shift_seconds: float = field(
         default=0.2, metadata={"help": "largest time shift either way, s; never cuts active speech"}
@@ -68,7 +72,7 @@ class AugmentSettings:
             low, high = getattr(self, name)
             if low > high:
                 raise ValueError(f"AugmentSettings.{name}: low {low} > high {high}")
-        for name in ("p_noise", "p_rir", "p_speed"):
+        for name in ("p_noise", "p_rir", "p_speed", "p_channel"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"AugmentSettings.{name} must be in [0, 1], got {getattr(self, name)}")
         if self.speed[0] <= 0 or self.shift_seconds < 0 or self.n_simulated_rooms < 0:
@@ -362,10 +366,55 @@ def augment_audio(
         noise, applied["noise"] = noise_bank.sample(len(out), rng)
         applied["snr_db"] = round(float(rng.uniform(*settings.snr_db)), 3)
         out = limit_peak(mix_at_snr(out, noise, applied["snr_db"]))
+    if "channel" in steps and rng.random() < settings.p_channel:
+        out = recording_channel(out, rng, applied)
     if "gain" in steps:
         applied["gain_db"] = round(float(rng.uniform(*settings.gain_db)), 3)
         out = apply_gain(out, applied["gain_db"])
     return out
+
+
+def peaking_filter(centre_hz: float, gain_db: float, q: float) -> np.ndarray:
+    """One peaking-EQ biquad (RBJ audio-EQ cookbook) as second-order sections, shape (1, 6)."""
+    a = 10 ** (gain_db / 40)
+    w0 = 2 * np.pi * centre_hz / SAMPLE_RATE
+    alpha = np.sin(w0) / (2 * q)
+    b = [1 + alpha * a, -2 * np.cos(w0), 1 - alpha * a]
+    den = [1 + alpha / a, -2 * np.cos(w0), 1 - alpha / a]
+    return np.array([[*(np.array(b) / den[0]), 1.0, den[1] / den[0], den[2] / den[0]]])
+
+
+def mu_law_round_trip(audio: np.ndarray, bits: int = 8) -> np.ndarray:
+    """Telephone-style companding: mu-law encode to `bits`, decode (the quantisation noise stays)."""
+    mu = 2**bits - 1
+    peak = max(float(np.max(np.abs(audio))), _EPS)
+    encoded = np.sign(audio) * np.log1p(mu * np.abs(audio / peak)) / np.log1p(mu)
+    quantised = np.round((encoded + 1) / 2 * mu) / mu * 2 - 1
+    return (np.sign(quantised) * np.expm1(np.abs(quantised) * np.log1p(mu)) / mu * peak).astype(np.float32)
+
+
+def recording_channel(audio: np.ndarray, rng: np.random.Generator, applied: dict[str, Any]) -> np.ndarray:
+    """A random microphone and line: two resonances or dips (+-8 dB, 150 Hz-6 kHz), a high-pass (50-300 Hz),
+    often a low-pass (3.4-7.5 kHz: phone and cheap-mic bandwidths), sometimes mu-law companding.
+
+    Real recordings all carry some such colouring and TTS output none; without it "coloured" would be a
+    cue for "recorded by the user", and the user's recordings are mostly positives.
+    """
+    from scipy.signal import butter, sosfilt
+
+    bands = [(float(rng.uniform(150, 6000)), float(rng.uniform(-8, 8)), float(rng.uniform(0.7, 2.5))) for _ in range(2)]
+    sections = [peaking_filter(*band) for band in bands]
+    highpass = float(rng.uniform(50, 300))
+    sections.append(butter(2, highpass, "highpass", fs=SAMPLE_RATE, output="sos"))
+    applied["channel"] = {"eq": [[round(v, 1) for v in band] for band in bands], "highpass_hz": round(highpass)}
+    if rng.random() < 0.6:
+        applied["channel"]["lowpass_hz"] = round(float(rng.uniform(3400, 7500)))
+        sections.append(butter(4, applied["channel"]["lowpass_hz"], "lowpass", fs=SAMPLE_RATE, output="sos"))
+    out = sosfilt(np.concatenate(sections), audio).astype(np.float32)
+    if rng.random() < 0.2:
+        applied["channel"]["mu_law"] = True
+        out = mu_law_round_trip(out)
+    return limit_peak(out)
 
 
 def clip_rng(seed: int, clip_id: str, copy: int = 0) -> np.random.Generator:

@@ -247,7 +247,9 @@ class DataSet:
     ) -> ImportReport:
         """Import every audio file under `folder` (recursively). Unreadable files are reported, not fatal.
 
-        The speaker defaults to the file's parent folder name, so `DIR/<speaker>/*.wav` keeps speakers apart.
+        The speaker defaults to the file's parent folder name, so `DIR/<speaker>/*.wav` keeps speakers apart
+        and a flat `DIR/*.wav` is taken as one speaker named after DIR (never as one speaker per file, which
+        would let a split hold out clips of the very person the model is for).
         """
         folder = Path(folder)
         if not folder.is_dir():
@@ -261,7 +263,7 @@ class DataSet:
                 except AudioError as error:
                     report.failed.append((str(path), str(error)))
                     continue
-                who = speaker if speaker is not None else (path.parent.name if path.parent != folder else "")
+                who = speaker if speaker is not None else path.parent.name
                 original = {"original": str(path.relative_to(folder))}
                 report.added.append(self.make_clip(audio, labels, source, speaker=who, meta=original))
             self.add_clips(report.added)

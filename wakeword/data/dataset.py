@@ -38,6 +38,13 @@ from wakeword.data.clips import Clip, DataSet, ManifestError, normalize_word
 T = TypeVar("T")
 ClipSources = DataSet | Sequence[DataSet] | Sequence[tuple[Clip, str | os.PathLike]]
 N_BABBLE_SOURCES = 32  # negative clips loaded to make babble noise when no noise folder is given
+REAL_SOURCES = ("recorded", "corpus", "corrected")  # clips a microphone made (not TTS, not augmented copies)
+# Negatives cut from each real positive, so its channel (microphone, room, level) is seen as "not the word"
+# too: the audio around the word, the word cut short at either end, and the word played backwards.
+SAME_CHANNEL_KINDS = ("background", "cut-start", "cut-end", "reversed")
+CUT_FRACTION = (0.35, 0.65)  # where a cut falls in the word, as a share of its length (middle when not training)
+MIN_BACKGROUND_SECONDS = 0.25  # less audio around the word than this: the reversed word stands in for it
+SPEECH_MARGIN_SECONDS = 0.1  # kept away from the word's energy bounds when taking its background
 
 
 def place_end(audio: np.ndarray, end: int, window_samples: int, gap_samples: int) -> np.ndarray:
@@ -121,6 +128,7 @@ class WakeWordDataset(Dataset):
         end_gap_seconds: tuple[float, float] = (0.1, 0.4),
         p_negative_end_aligned: float = 0.5,
         max_windows_per_clip: int = 8,
+        same_channel: Sequence[str] = (),
         noise_bank: NoiseBank | None = None,
         rir_bank: RirBank | None = None,
     ) -> None:
@@ -134,6 +142,10 @@ class WakeWordDataset(Dataset):
         self.train, self.augment, self.seed = train, augment if train else None, seed
         self.end_gap_samples = (seconds_to_samples(low), seconds_to_samples(high))
         self.p_negative_end_aligned = p_negative_end_aligned
+        unknown = sorted(set(same_channel) - set(SAME_CHANNEL_KINDS))
+        if unknown:
+            raise ValueError(f"unknown same-channel negative kind(s) {unknown}; expected some of {SAME_CHANNEL_KINDS}")
+        self.same_channel = tuple(same_channel)
         pairs = _clip_pairs(clips)
         self.clips = [(c, root) for c, root in pairs if any(w in c.labels for w in self.wake_words)]
         self.n_unlabelled = len(pairs) - len(self.clips)
@@ -154,13 +166,16 @@ class WakeWordDataset(Dataset):
         mask = np.array([w in clip.labels for w in self.wake_words], dtype=np.float32)
         return labels * mask, mask
 
-    def _window_index(self, max_windows: int) -> list[tuple[int, int, int]]:
-        """(clip index, window number, windows of that clip): one per positive, several per long negative."""
+    def _window_index(self, max_windows: int) -> list[tuple[int, int, int, str]]:
+        """(clip index, window number, windows of that clip, same-channel kind or ""): one per positive,
+        several per long negative, plus one negative of each same-channel kind per real positive."""
         window_seconds = self.window_samples / SAMPLE_RATE
         index = []
         for i, (clip, _) in enumerate(self.clips):
             n = 1 if self._positive[i] else int(np.clip(clip.duration_seconds // window_seconds, 1, max_windows))
-            index += [(i, j, n) for j in range(n)]
+            index += [(i, j, n, "") for j in range(n)]
+            if self._positive[i] and clip.source in REAL_SOURCES:
+                index += [(i, 0, 1, kind) for kind in self.same_channel]
         return index
 
     def _build_banks(self) -> None:
@@ -216,34 +231,59 @@ class WakeWordDataset(Dataset):
             return place_end(audio, end, size, self._gap(rng))
         return place_at(audio, int(rng.integers(min(0, size - len(audio)), max(0, size - len(audio)) + 1)), size)
 
+    def _same_channel(self, clip_index: int, kind: str, rng: np.random.Generator) -> tuple[np.ndarray, int]:
+        """A negative made from a real positive: (audio, speech end sample) for `kind` (SAME_CHANNEL_KINDS)."""
+        audio, (start, end) = self._audio(clip_index)
+        if kind == "background":
+            margin = seconds_to_samples(SPEECH_MARGIN_SECONDS)
+            rest = np.concatenate([audio[: max(0, start - margin)], audio[end + margin :]])
+            if len(rest) >= seconds_to_samples(MIN_BACKGROUND_SECONDS):
+                tiled = np.resize(rest, max(len(rest), self.window_samples))  # room tone, repeated to fill
+                return tiled, len(tiled)
+            kind = "reversed"
+        if kind == "reversed":
+            return audio[::-1].copy(), len(audio) - start
+        low, high = CUT_FRACTION
+        cut = start + int((rng.uniform(low, high) if self.train else (low + high) / 2) * (end - start))
+        return (audio[:cut], cut) if kind == "cut-start" else (audio[cut:], end - cut)
+
     def window(self, index: int) -> tuple[np.ndarray, dict[str, Any]]:
         """The window of item `index`, (window_samples,) float32, and the augmentation values applied."""
-        clip_index, window, n_windows = self._index[index]
-        audio, (_, end) = self._audio(clip_index)
+        clip_index, window, n_windows, kind = self._index[index]
         rng, applied = self._rng(index), {}
+        if kind:
+            audio, end = self._same_channel(clip_index, kind, rng)
+            applied["same_channel"] = kind
+        else:
+            audio, (_, end) = self._audio(clip_index)
         if self.augment is not None:
             audio = augment_audio(
                 audio, rng, self.augment, None, self.rir_bank, steps=("speed", "rir"), applied=applied
             )
             end = round(end / applied.get("speed", 1.0))
-        if self._positive[clip_index]:
+        if self._positive[clip_index] and not kind:
             out = place_end(audio, end, self.window_samples, self._gap(rng))
         else:
             out = self._negative_window(audio, end, window, n_windows, rng)
         if self.augment is not None:
-            out = augment_audio(out, rng, self.augment, self.noise_bank, None, steps=("noise", "gain"), applied=applied)
+            out = augment_audio(
+                out, rng, self.augment, self.noise_bank, None, steps=("noise", "channel", "gain"), applied=applied
+            )
         return out, applied
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} windows")
         audio, _ = self.window(index)
-        labels, mask = self._targets[self._index[index][0]]
+        clip_index, _, _, kind = self._index[index]
+        labels, mask = self._targets[clip_index]
+        if kind:  # a same-channel negative: not the word, for every word its clip is labelled for
+            labels = np.zeros_like(labels)
         return {
             "audio": torch.from_numpy(audio),
             "labels": torch.from_numpy(labels.copy()),
             "mask": torch.from_numpy(mask.copy()),
-            "clip_id": self.clips[self._index[index][0]][0].id,
+            "clip_id": self.clips[clip_index][0].id,
         }
 
     def counts(self) -> dict[str, dict[str, int]]:
@@ -253,4 +293,8 @@ class WakeWordDataset(Dataset):
             for k, word in enumerate(self.wake_words):
                 if mask[k]:
                     out[word]["positive" if labels[k] else "negative"] += 1
+        for clip_index, _, _, kind in self._index:  # same-channel negatives count as negative clips
+            for k, word in enumerate(self.wake_words):
+                if kind and self._targets[clip_index][1][k]:
+                    out[word]["negative"] += 1
         return out

@@ -13,8 +13,9 @@ from typing import Any, ClassVar
 import torch
 
 from wakeword.audio import HOP_SECONDS, SAMPLE_RATE, WINDOW_SECONDS, seconds_to_samples
+from wakeword.metrics import logit, probability  # noqa: F401 (the score scale, re-exported where it was)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: thresholds on the logit scale (1: probabilities, converted on load)
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,7 @@ class DetectorConfig:
     sample_rate: int = SAMPLE_RATE
     encoder: dict[str, Any] = field(default_factory=dict)  # {name, revision, trainable}
     head: dict[str, Any] = field(default_factory=dict)  # family-specific architecture settings
-    thresholds: dict[str, float] = field(default_factory=dict)  # per word, on the probability scale
+    thresholds: dict[str, float] = field(default_factory=dict)  # per word, on the LOGIT scale (see score)
     calibration: dict[str, Any] = field(default_factory=dict)  # {target_fa_per_hour, measured_on, ...}
     training: dict[str, Any] = field(default_factory=dict)  # {recipe, data counts, metrics}
     format_version: int = FORMAT_VERSION
@@ -50,7 +51,8 @@ class DetectorConfig:
         return seconds_to_samples(self.hop_seconds)
 
     def threshold(self, word: str) -> float:
-        return float(self.thresholds.get(word, 0.5))
+        """The word's calibrated threshold on the logit scale (0.0, i.e. probability 0.5, if never calibrated)."""
+        return float(self.thresholds.get(word, 0.0))
 
     def replace(self, **changes: Any) -> DetectorConfig:
         return dataclasses.replace(self, **changes)
@@ -88,11 +90,15 @@ class Detector(torch.nn.Module):
 
     @torch.no_grad()
     def score(self, audio: torch.Tensor) -> torch.Tensor:
-        """Probabilities in [0, 1], (batch, n_words), for windows of audio (batch, window_samples)."""
+        """Logits (batch, n_words) for windows of audio (batch, window_samples).
+
+        Scores and thresholds live on the logit scale: a float32 probability is exactly 1.0 for every
+        logit above ~17, so two confident windows could not be told apart, nor a threshold set between
+        them. `probability()` gives the display scale."""
         was_training = self.training
         self.eval()
         try:
-            return torch.sigmoid(self(audio))
+            return self(audio)
         finally:
             self.train(was_training)
 

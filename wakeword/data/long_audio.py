@@ -1,0 +1,245 @@
+"""Long negative audio: hours of speech, TV or room sound that never says the wake word.
+
+It serves three purposes, and is cut into SEGMENT_SECONDS clips (a data set in the user cache) for all of them:
+- training: every segment gives windows labelled "not the wake word" (`WakeWordDataset` treats a long
+  negative clip as several windows);
+- mining rounds: the trained detector scores every hop of the training segments; the windows it fires on
+  at a low threshold become weighted hard negatives for the next round;
+- calibration: every CALIBRATION_EVERY-th segment is kept out of training and mining, and the thresholds
+  are set on it (with the validation negatives), so an FA/h target rests on as much audio as there is.
+
+Without real long audio, calibration uses a synthetic long-form corpus (`build_synthetic_longform`):
+espeak-ng sentences from hundreds of voices with pauses, background noise and random recording channels;
+word-independent, so it is made and encoded once per machine, and segments whose text says a wake word are
+left out when calibrating that word.
+
+Scoring a segment streams it the way `StreamingDetector` does (window ending at each hop, zero left-pad).
+With a frozen encoder the encoder output of every hop is cached on disk (float16), so mining rounds and
+calibration of a retrained head cost a pass of the head only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from wakeword.audio import SAMPLE_RATE, load_audio, seconds_to_samples
+from wakeword.data.augment import AugmentSettings, build_noise_bank, mix_at_snr, recording_channel
+from wakeword.data.clips import AUDIO_SUFFIXES, Clip, DataSet
+from wakeword.models.base import Detector
+
+SEGMENT_SECONDS = 30.0  # one clip of long audio: long enough for many windows, short enough to shuffle
+CALIBRATION_EVERY = 4  # every 4th segment (25%) calibrates and never trains
+LONGFORM_VERSION = 1  # bump when the synthetic long-form recipe changes: its cache key includes this
+SENTENCE_GAP_SECONDS = (0.2, 1.5)  # pauses between synthetic sentences
+LONGFORM_SNR_DB = (5.0, 30.0)  # speech over background noise in the synthetic long form
+SCORE_BATCH = 64  # windows per encoder / head call while scoring long audio
+FRAME_CACHE_BYTES = 8 * 2**30  # cached encoder frames kept on disk, least recently used removed first
+
+
+def _cache_root() -> Path:
+    from wakeword.encoders.whisper import cache_dir
+
+    return cache_dir()
+
+
+def _key(parts: object) -> str:
+    return hashlib.sha256(json.dumps(parts, default=str, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def long_audio_files(paths: Sequence[str | os.PathLike]) -> list[Path]:
+    """Audio files named, or found under named folders (recursively), sorted; a missing path is an error."""
+    files: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_file():
+            files.append(path)
+        elif path.is_dir():
+            files += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
+        else:
+            raise FileNotFoundError(f"{path}: no such file or folder of negative audio")
+    if not files:
+        raise FileNotFoundError(f"{', '.join(map(str, paths))}: no audio files for negative audio")
+    return files
+
+
+def segment_long_audio(paths: Sequence[str | os.PathLike]) -> DataSet:
+    """Cut long audio into SEGMENT_SECONDS clips (a data set in the user cache, made once per set of files).
+
+    Each clip's meta records its source file, start time and part ("train" or "calibration").
+    """
+    files = long_audio_files(paths)
+    stamp = [(str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
+    root = _cache_root() / "negative-audio" / _key([stamp, SEGMENT_SECONDS, CALIBRATION_EVERY])
+    if (root / "clips.jsonl").is_file() and DataSet(root).clips():
+        return DataSet(root)
+    dataset, step, n = DataSet.create(root), seconds_to_samples(SEGMENT_SECONDS), 0
+    for path in tqdm(files, desc="cutting negative audio", leave=False):
+        audio, clips = load_audio(path), []
+        for start in range(0, len(audio), step):
+            piece = audio[start : start + step]
+            if len(piece) < step // 10:  # a few seconds at the end of a file: not worth a clip
+                continue
+            part = "calibration" if n % CALIBRATION_EVERY == CALIBRATION_EVERY - 1 else "train"
+            meta = {"source_file": path.name, "start_seconds": start / SAMPLE_RATE, "part": part}
+            clips.append(dataset.make_clip(piece, {}, "corpus", meta=meta, clip_id=f"seg{n:06d}"))
+            n += 1
+        dataset.add_clips(clips)
+    return dataset
+
+
+def build_synthetic_longform(minutes: float, seed: int = 0, noise_dirs: Sequence[str] = ()) -> DataSet:
+    """At least `minutes` of synthetic long-form speech in noise, as SEGMENT_SECONDS clips (cached).
+
+    Sentences of common words from espeak-ng voices drawn like the training data, with pauses; each
+    segment is mixed with background noise (noise_dirs, else coloured noise and babble) at a random SNR
+    and passed through a random recording channel. A clip's text lists its sentences, joined by " | ".
+    """
+    from wakeword.data.lexicon import load_lexicon
+    from wakeword.data.synth import EspeakBackend, SynthSettings, draw_voice_settings
+
+    parts = [LONGFORM_VERSION, float(minutes), seed, sorted(map(str, noise_dirs)), SEGMENT_SECONDS]
+    root = _cache_root() / "longform" / _key(parts)
+    if (root / "clips.jsonl").is_file() and DataSet(root).clips():
+        return DataSet(root)
+    rng = np.random.default_rng([seed, 0x10F0])
+    n_segments = max(1, int(np.ceil(minutes * 60 / SEGMENT_SECONDS)))
+    backend, lexicon = EspeakBackend(), load_lexicon()
+    noise = build_noise_bank(AugmentSettings(noise_dirs=tuple(noise_dirs)))
+    dataset, step = DataSet.create(root), seconds_to_samples(SEGMENT_SECONDS)
+    for index in tqdm(range(n_segments), desc="synthesising long-form negatives", leave=False):
+        pieces, texts, length = [], [], 0
+        while length < step:
+            text = lexicon.generic_texts(1, None, seed=int(rng.integers(2**31)))[0]
+            voice = draw_voice_settings(backend.voices(), 1, rng, SynthSettings())[0]
+            speech = backend.synthesize(text, voice)
+            gap = np.zeros(seconds_to_samples(rng.uniform(*SENTENCE_GAP_SECONDS)), np.float32)
+            pieces += [gap, speech]
+            texts.append(text)
+            length += len(gap) + len(speech)
+        audio = np.concatenate(pieces)[:step]
+        background, kind = noise.sample(len(audio), rng)
+        audio = mix_at_snr(audio, background, float(rng.uniform(*LONGFORM_SNR_DB)))
+        audio = recording_channel(audio, rng, {})
+        meta = {"noise": kind, "part": "calibration"}
+        dataset.add_clips([dataset.make_clip(audio, {}, "synth", text=" | ".join(texts), meta=meta,
+                                             clip_id=f"long{index:05d}")])  # fmt: skip
+    return dataset
+
+
+def says_any(clip: Clip, words: Sequence[str]) -> bool:
+    """Whether a synthetic long-form clip's text says any of the wake words (by pronunciation)."""
+    from wakeword.data.lexicon import load_lexicon
+
+    lexicon = load_lexicon()
+    return any(lexicon.says(sentence, word) for sentence in clip.text.split(" | ") for word in words)
+
+
+def stream_windows(audio: np.ndarray, window_samples: int, hop_samples: int) -> np.ndarray:
+    """The windows a StreamingDetector scores over `audio` (n_samples,): (n_hops, window_samples), a view.
+
+    Hop k (1-based) scores the window ending k hops into the stream, left-padded with zeros; the last
+    partial hop is zero-padded, so there are ceil(n_samples / hop_samples) windows."""
+    n_hops = -(-len(audio) // hop_samples)
+    padded = np.zeros(window_samples + n_hops * hop_samples, np.float32)
+    padded[window_samples : window_samples + len(audio)] = audio
+    return np.lib.stride_tricks.sliding_window_view(padded, window_samples)[hop_samples::hop_samples][:n_hops]
+
+
+def _encoder_identity(model: Detector) -> dict:
+    encoder = dict(model.config.encoder)
+    if Path(str(encoder.get("name", ""))).exists():  # a local folder's weights may change under one name
+        encoder["mtime"] = os.stat(encoder["name"]).st_mtime_ns
+    return encoder
+
+
+def cached_frames(model: Detector, path: Path, padding: tuple[int, int] = (0, 0)) -> np.ndarray:
+    """Frozen-encoder frames of every streaming window of a file: (n_hops, n_frames, dim) float16, from
+    the disk cache when present (a memory map), else encoded now and cached.
+
+    padding: zero samples added (before, after) the file's audio before streaming it (clip scoring pads)."""
+    stat = path.stat()
+    config = model.config
+    key = _key([_encoder_identity(model), str(path.resolve()), stat.st_size, stat.st_mtime_ns,
+                config.window_seconds, config.hop_seconds, list(padding)])  # fmt: skip
+    cache = _cache_root() / "frames" / f"{key}.npy"
+    if cache.is_file():
+        try:
+            os.utime(cache)
+            return np.load(cache, mmap_mode="r")
+        except (OSError, ValueError):  # a damaged cache file is only a cache miss
+            cache.unlink(missing_ok=True)
+    audio = np.pad(load_audio(path), padding)
+    windows = stream_windows(audio, config.window_samples, config.hop_samples)
+    frames = [model.encode(torch.from_numpy(np.array(windows[i : i + SCORE_BATCH]))).half().numpy()
+              for i in range(0, len(windows), SCORE_BATCH)]  # fmt: skip
+    out = np.concatenate(frames)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    staging = cache.with_name(f".{cache.stem}.{os.getpid()}.tmp.npy")
+    np.save(staging, out)
+    os.replace(staging, cache)
+    _trim_cache(cache.parent)
+    return out
+
+
+def _trim_cache(folder: Path) -> None:
+    files = sorted(folder.glob("*.npy"), key=lambda f: f.stat().st_mtime, reverse=True)
+    total = 0
+    for file in files:
+        total += file.stat().st_size
+        if total > FRAME_CACHE_BYTES:
+            file.unlink(missing_ok=True)
+
+
+@torch.no_grad()
+def score_long_clip(model: Detector, path: Path, padding: tuple[int, int] = (0, 0)) -> np.ndarray:
+    """Logits (n_hops, n_words) of every streaming hop of one file (see stream_windows), after adding
+    `padding` zero samples (before, after).
+
+    A frozen encoder's frames come from the disk cache (equal to streaming up to float16 rounding of the
+    frames); any other model streams the audio through `score_array`."""
+    model.eval()
+    if getattr(model, "encoder_frozen", False) and hasattr(model, "forward_features"):
+        frames = cached_frames(model, path, padding)
+        out = [model.forward_features(torch.from_numpy(np.asarray(frames[i : i + SCORE_BATCH], np.float32)))
+               for i in range(0, len(frames), SCORE_BATCH)]  # fmt: skip
+        return torch.cat(out).double().numpy()
+    from wakeword.stream import score_array
+
+    return score_array(model, np.pad(load_audio(path), padding))[1].astype(np.float64)
+
+
+def mine_windows(
+    model: Detector, pairs: Sequence[tuple[Clip, Path]], threshold: float, max_windows: int, refractory_seconds: float
+) -> tuple[np.ndarray, list[dict]]:
+    """The windows of long negative audio that the detector fires on at `threshold` (a low logit).
+
+    Every activation (rising edge, refractory as in wakeword.metrics) of any word gives the window at its
+    peak; the `max_windows` highest-scoring are returned as (n, window_samples) float32 audio with a
+    record each (clip id, time_seconds, word, score), highest first.
+    """
+    from wakeword.metrics import detection_hops
+
+    config, found = model.config, []
+    span = max(1, round(config.window_seconds / config.hop_seconds))  # an activation peaks within a window
+    for clip, root in tqdm(pairs, desc="mining negative audio", leave=False):
+        track = score_long_clip(model, root / clip.path)
+        for k, word in enumerate(config.wake_words):
+            for onset in detection_hops(track[:, k], threshold, config.hop_seconds, refractory_seconds).tolist():
+                peak = onset + int(np.argmax(track[onset : onset + span, k]))
+                found.append((float(track[peak, k]), clip, root, peak, word))
+    found.sort(key=lambda item: -item[0])
+    windows, records = [], []
+    for score, clip, root, row, word in found[:max_windows]:
+        audio = load_audio(root / clip.path)
+        windows.append(np.array(stream_windows(audio, config.window_samples, config.hop_samples)[row]))
+        records.append({"clip": clip.id, "time_seconds": round((row + 1) * config.hop_seconds, 3),
+                        "word": word, "score": round(score, 3)})  # fmt: skip
+    shape = (len(windows), config.window_samples)
+    return (np.stack(windows) if windows else np.zeros(shape, np.float32)), records
