@@ -16,7 +16,17 @@ from pathlib import Path
 import gradio as gr
 from PIL import Image
 
-from wakeword.studio import CORRECTIONS, FAMILIES, FREEZE_STRATEGIES, LABELS, ROOM, LiveSession, Studio, StudioError
+from wakeword.studio import (
+    CORRECTIONS,
+    EXPORTS,
+    FAMILIES,
+    FREEZE_STRATEGIES,
+    LABELS,
+    ROOM,
+    LiveSession,
+    Studio,
+    StudioError,
+)
 
 GUIDANCE = """**What helps most.** Record **about 10 clips of the wake word**, a few clips that are *not* it, and
 **3-10 minutes of your room** (*room recording*: the TV, people talking, the fan, you talking to someone else;
@@ -277,6 +287,10 @@ def models_tab(studio: Studio) -> tuple:
             metrics = gr.Markdown(elem_id="models-metrics")
             det = gr.Image(label="DET curve", type="pil", interactive=False)
         config = gr.JSON(label="config.json", elem_id="models-config")
+    with gr.Row(equal_height=True):
+        int8 = gr.Checkbox(label="int8 (smaller, faster; scores change slightly)", elem_id="models-int8")
+        export = gr.Button("Export for wakeword-runtime (ONNX)", elem_id="models-export")
+        download = gr.File(label="Exported model (zip: model.onnx + runtime.json)", elem_id="models-download")
 
     @_guard
     def show(name):
@@ -285,7 +299,15 @@ def models_tab(studio: Studio) -> tuple:
         info = studio.model_info(name)
         return info.metrics_markdown, _png(info.det_png), info.config
 
+    @_guard
+    def on_export(name, quantize):
+        if not name:
+            raise StudioError("no model to export: train one in the Train tab")
+        return str(studio.export(name, int8=quantize))
+
     model.change(show, [model], [metrics, det, config])
+    model.change(lambda _: None, [model], [download])  # a zip belongs to the model it was made from
+    export.click(on_export, [model, int8], [download], concurrency_limit=1)
     return model, show, (metrics, det, config)
 
 
@@ -323,7 +345,7 @@ def launch(studio: Studio, host: str = "127.0.0.1", port: int | None = None, blo
     theme = gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["monospace"])  # no web fonts: offline
     app.queue(default_concurrency_limit=2).launch(
         server_name=host, server_port=port, max_file_size=MAX_UPLOAD, prevent_thread_lock=not block,
-        theme=theme, css=CSS, footer_links=[], quiet=not block,
+        theme=theme, css=CSS, footer_links=[], quiet=not block, allowed_paths=[str(studio.root / EXPORTS)],
     )  # fmt: skip
     return app
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import socket
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -207,7 +208,14 @@ def test_record_detect_train_in_a_real_browser(served, playwright_driver):
         page.locator("#models-pick input").click()
         page.get_by_role("option", name="tiny-e2e").click()
         wait_for(lambda: "e2e" in page.inner_text("#models-config"), 15, "the model's config")
+        page.click("#models-export")  # the ONNX export, downloaded as a zip the runtime can run
+        link = page.locator("#models-download a").first
+        link.wait_for(timeout=60_000)
         screenshot(page, "models")
+        with page.expect_download() as download:
+            link.click()
+        with zipfile.ZipFile(download.value.path()) as archive:
+            assert sorted(archive.namelist()) == ["tiny-e2e/model.onnx", "tiny-e2e/runtime.json"]
 
         # Retrain the trained model with the correction, in place, then roll it back
         page.get_by_role("tab", name="Detect live").click()

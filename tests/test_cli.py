@@ -10,7 +10,7 @@ from wakeword.data.clips import DataSet
 
 def test_help_lists_every_design_subcommand():
     out = subprocess.run([sys.executable, "-m", "wakeword.cli", "--help"], capture_output=True, text=True, check=True)
-    for name in ("synth", "data", "train", "evaluate", "score", "detect", "listen", "compare", "mine"):
+    for name in ("synth", "data", "train", "evaluate", "score", "detect", "listen", "compare", "mine", "export"):
         assert name in out.stdout
 
 

@@ -270,6 +270,31 @@ def test_model_listing_and_info(studio, e2e_detector):
         studio.model_info("missing")
 
 
+def test_export_gives_a_zip_the_runtime_runs(studio, e2e_detector, phoneme_detector, tmp_path):
+    import zipfile
+
+    import torch
+
+    from wakeword.runtime import load_runtime
+
+    save_detector(e2e_detector, studio.model_dir("first"))
+    archive = studio.export("first")
+    assert archive == studio.root / "exports" / "first.zip"
+    with zipfile.ZipFile(archive) as opened:
+        assert sorted(opened.namelist()) == ["first/model.onnx", "first/runtime.json"]
+        opened.extractall(tmp_path / "unzipped")
+    window = np.random.default_rng(0).standard_normal((2, e2e_detector.config.window_samples)).astype(np.float32)
+    with torch.no_grad():
+        expected = e2e_detector(torch.from_numpy(window)).numpy()
+    got = load_runtime(tmp_path / "unzipped" / "first").logits(window)
+    assert np.abs(got - expected).max() <= 1e-4
+    assert studio.export("first", int8=True).name == "first-int8.zip"
+    save_detector(phoneme_detector, studio.model_dir("sphinx"))
+    with pytest.raises(StudioError, match="PocketSphinx"):
+        studio.export("sphinx")
+    assert not (studio.root / "exports" / "sphinx.zip").exists()
+
+
 def test_recipes_and_safe_overrides(studio, tts):
     names = studio.recipes()
     assert "quickstart" in names and "compare" not in names  # compare.yaml is not a training recipe
@@ -356,6 +381,7 @@ def test_every_name_the_browser_sends_is_checked(studio, tts, tmp_path, bad):
         "model_info": lambda: studio.model_info(bad),
         "threshold": lambda: studio.threshold(bad),
         "detector": lambda: studio.detector(bad),
+        "export": lambda: studio.export(bad),
     }
     for what, call in calls.items():
         try:

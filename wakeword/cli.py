@@ -153,6 +153,18 @@ def cmd_listen(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from wakeword.export import export_detector
+
+    report = export_detector(args.model, args.out, int8=args.int8)
+    kind = "int8" if report.int8 else "float32"
+    print(
+        f"wrote {report.out_dir} ({kind} model.onnx, {report.onnx_bytes / 1e6:.1f} MB; max logit difference "
+        f"from torch {report.max_abs_logit_difference:.1e}); run it: wakeword-runtime detect {report.out_dir} AUDIO"
+    )
+    return 0
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from wakeword.checkpoint import load_detector, save_detector
     from wakeword.evaluate import dump, evaluate_folders
@@ -333,6 +345,11 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("recipe", help="comparison recipe, e.g. recipes/compare.yaml")
     compare.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a value")
     compare.set_defaults(func=cmd_compare)
+    export = sub.add_parser("export", help="ONNX graph + runtime.json for the torch-free wakeword-runtime")
+    export.add_argument("model", help="model directory (config.json + model.safetensors)")
+    export.add_argument("--out", required=True, help="folder to write model.onnx and runtime.json into")
+    export.add_argument("--int8", action="store_true", help="dynamic int8 quantisation (smaller, faster)")
+    export.set_defaults(func=cmd_export)
     train = sub.add_parser("train", help="train a detector from a YAML recipe")
     train.add_argument("recipe", help="recipe file, e.g. recipes/quickstart.yaml")
     train.add_argument("--out", required=True, help="model directory to write (config.json + model.safetensors)")

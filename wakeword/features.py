@@ -15,6 +15,7 @@ import torchaudio
 from wakeword.audio import HOP_LENGTH, N_FFT, N_MELS, SAMPLE_RATE
 
 LOG_FLOOR_RANGE = 8.0  # Whisper keeps 8 decades (80 dB) below each clip's loudest bin
+N_FREQS = N_FFT // 2 + 1
 
 
 @lru_cache(maxsize=4)
@@ -36,18 +37,43 @@ def n_frames(n_samples: int) -> int:
     return n_samples // HOP_LENGTH
 
 
+@lru_cache(maxsize=2)
+def dft_kernels() -> torch.Tensor:
+    """Hann-windowed DFT as convolution weights, (2 * N_FREQS, 1, N_FFT): cosines, then minus sines."""
+    n = torch.arange(N_FFT, dtype=torch.float64)
+    k = torch.arange(N_FREQS, dtype=torch.float64)[:, None]
+    angle = 2 * torch.pi * k * n / N_FFT
+    window = torch.hann_window(N_FFT, periodic=True, dtype=torch.float64)
+    return (torch.cat([torch.cos(angle), -torch.sin(angle)]) * window)[:, None].float()
+
+
+def stft_power(batch: torch.Tensor) -> torch.Tensor:
+    """|STFT|^2 of (batch, n_samples) -> (batch, N_FREQS, n_samples // HOP_LENGTH), centred, reflect-padded."""
+    window = torch.hann_window(N_FFT, device=batch.device, dtype=batch.dtype)
+    stft = torch.stft(batch, N_FFT, HOP_LENGTH, window=window, center=True, pad_mode="reflect", return_complex=True)
+    return stft[..., :-1].abs() ** 2
+
+
+def stft_power_conv(batch: torch.Tensor) -> torch.Tensor:
+    """The same as stft_power, as one conv1d with fixed DFT kernels: real-valued ops only, so it exports
+    to ONNX (torch.stft's complex output does not) and runs in any ONNX runtime."""
+    padded = torch.nn.functional.pad(batch[:, None], (N_FFT // 2, N_FFT // 2), mode="reflect")
+    kernels = dft_kernels().to(device=batch.device, dtype=batch.dtype)
+    spectrum = torch.nn.functional.conv1d(padded, kernels, stride=HOP_LENGTH)[..., :-1]
+    return spectrum[:, :N_FREQS] ** 2 + spectrum[:, N_FREQS:] ** 2
+
+
 def log_mel(audio: torch.Tensor, n_mels: int = N_MELS) -> torch.Tensor:
     """Log-mel spectrogram.
 
     audio: (n_samples,) or (batch, n_samples) float32 at 16 kHz.
     Returns (n_mels, n_frames) or (batch, n_mels, n_frames), n_frames = n_samples // 160.
-    Differentiable with respect to `audio`.
+    Differentiable with respect to `audio`. While torch.onnx.export traces it, the STFT runs as a
+    convolution (stft_power_conv), which equals torch.stft to float32 rounding.
     """
     squeeze = audio.dim() == 1
     batch = audio.unsqueeze(0) if squeeze else audio
-    window = torch.hann_window(N_FFT, device=batch.device, dtype=batch.dtype)
-    stft = torch.stft(batch, N_FFT, HOP_LENGTH, window=window, center=True, pad_mode="reflect", return_complex=True)
-    power = stft[..., :-1].abs() ** 2  # (batch, n_freqs, n_frames)
+    power = stft_power_conv(batch) if torch.onnx.is_in_onnx_export() else stft_power(batch)  # (batch, F, T)
     filters = mel_filters(n_mels).to(device=batch.device, dtype=batch.dtype)
     mel = torch.einsum("bft,fm->bmt", power, filters)
     log_spec = torch.clamp(mel, min=1e-10).log10()

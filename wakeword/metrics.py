@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import rankdata
 
 SECONDS_PER_HOUR = 3600.0
 
@@ -177,6 +176,8 @@ def roc_auc(positive_scores: Sequence[float] | np.ndarray, negative_scores: Sequ
     negatives = np.asarray(negative_scores, dtype=np.float64)
     if positives.size == 0 or negatives.size == 0:
         raise ValueError("ROC AUC needs at least one positive and one negative clip")
+    from scipy.stats import rankdata  # here: wakeword.runtime imports this module without scipy
+
     ranks = rankdata(np.concatenate([positives, negatives]))  # average ranks handle ties
     rank_sum = ranks[: positives.size].sum() - positives.size * (positives.size + 1) / 2
     return float(rank_sum / (positives.size * negatives.size))

@@ -13,6 +13,10 @@ Timing conventions (the same for every source, and for `wakeword score`):
 Memory is bounded: the detector keeps one window of context, less than one hop of pending samples and
 `smoothing_hops - 1` score rows, and scores at most `batch_hops` windows per call; files are read block
 by block and resampled with a streaming resampler, never loaded whole.
+
+This module imports no torch (only numpy, soundfile, and soxr/sounddevice when needed): the torch-free
+`wakeword.runtime` streams ONNX models through the same StreamingDetector, so both apply one set of
+hop, smoothing, refractory and event rules. Torch is imported only where a torch Detector is scored.
 """
 
 from __future__ import annotations
@@ -26,13 +30,15 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from wakeword.audio import SAMPLE_RATE, read_blocks
+from wakeword.audio import SAMPLE_RATE, AudioError, read_blocks
 from wakeword.metrics import logit, probability, refractory_hops
-from wakeword.models.base import Detector
+
+if TYPE_CHECKING:
+    from wakeword.models.base import Detector
 
 BLOCK_SECONDS = 3.2  # file read size: 32 default hops, one detector batch
 
@@ -144,7 +150,6 @@ class StreamingDetector:
         merged = {word: config.threshold(word) for word in config.wake_words} | dict(thresholds or {})
         self.thresholds = {word: float(value) for word, value in merged.items()}
         self._triggers = [_WordTrigger(w, self.thresholds[w], timing, wait_for_peak) for w in config.wake_words]
-        self._device = next((p.device for p in detector.parameters()), torch.device("cpu"))
         self.reset()
 
     def reset(self) -> None:
@@ -198,8 +203,11 @@ class StreamingDetector:
         return StreamResult(np.round(hops * self.config.hop_seconds, 6), scores.astype(np.float32), detections)
 
     def _score(self, windows: np.ndarray) -> np.ndarray:
-        """windows (n, window_samples) -> logits (n, n_words) float64."""
-        logits = self.detector.score(torch.from_numpy(windows).to(self._device))
+        """windows (n, window_samples) -> logits (n, n_words) float64. Subclasses score other models."""
+        import torch  # here, not at the top: wakeword.runtime uses this module without torch
+
+        device = next((p.device for p in self.detector.parameters()), torch.device("cpu"))
+        logits = self.detector.score(torch.from_numpy(windows).to(device))
         return logits.detach().cpu().double().numpy().reshape(len(windows), -1)
 
     def _smooth(self, raw: np.ndarray) -> np.ndarray:
@@ -238,8 +246,12 @@ class _Resampler:
     def __init__(self, rate: int) -> None:
         self.stream = None
         if rate != SAMPLE_RATE:
-            import soxr
-
+            try:
+                import soxr
+            except ImportError:  # a runtime-only install may lack it
+                raise AudioError(
+                    f"audio at {rate} Hz must be resampled to {SAMPLE_RATE} Hz: pip install soxr"
+                ) from None
             self.stream = soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
 
     def __call__(self, audio: np.ndarray, last: bool = False) -> np.ndarray:
@@ -395,10 +407,22 @@ def listen(
     print it as a JSON line). Event times are seconds of audio since listening started. ready: set
     when the first audio arrives (some devices take a second or two to start delivering).
     """
-    stop, on_event = stop or threading.Event(), on_event or _print_event
-    blocks: queue.Queue[np.ndarray] = queue.Queue(maxsize=int(10 / detector.config.hop_seconds))  # ~10 s
-    stream, rate = _open_input(device, detector.config.hop_seconds, blocks)
     streamer = StreamingDetector(detector, thresholds, smoothing_hops, refractory_seconds)
+    return listen_with(streamer, device, on_event, stop, ready)
+
+
+def listen_with(
+    streamer: StreamingDetector,
+    device: int | str | None = None,
+    on_event: Callable[[Detection], None] | None = None,
+    stop: threading.Event | None = None,
+    ready: threading.Event | None = None,
+) -> int:
+    """`listen` with a streaming detector already built (any model it scores); same arguments and result."""
+    stop, on_event = stop or threading.Event(), on_event or _print_event
+    hop_seconds = streamer.config.hop_seconds
+    blocks: queue.Queue[np.ndarray] = queue.Queue(maxsize=int(10 / hop_seconds))  # ~10 s
+    stream, rate = _open_input(device, hop_seconds, blocks)
     resampler, n_events = _Resampler(rate), 0
     try:
         with stream:

@@ -4,6 +4,7 @@ Everything lives under one data folder:
     datasets/<name>/          clips recorded in the browser (a DataSet: clips.jsonl + audio/); the Listen
                               and correct verdicts go to datasets/corrections/ unless another is named
     models/<name>/            trained detectors (config.json, model.safetensors, report.json, det.png)
+    exports/<name>[-int8]/    ONNX exports for wakeword-runtime (model.onnx, runtime.json) and their .zip
     synth/<settings>/<word>/  synthetic speech, reused by every training run with the same settings
 
 The browser is not trusted: every name it sends goes through `safe_name`, every path is resolved and
@@ -42,7 +43,7 @@ from wakeword.recipes import Recipe, RecipeError, load_recipe
 from wakeword.stream import Detection, StreamingDetector
 from wakeword.timing import StageTimer, format_stages
 
-DATASETS, MODELS, SYNTH = "datasets", "models", "synth"
+DATASETS, MODELS, SYNTH, EXPORTS = "datasets", "models", "synth", "exports"
 CORRECTIONS = "corrections"  # default data set of the Listen and correct verdicts
 VERDICTS = {"right": 1, "wrong": 0}  # a live activation judged by the user -> its clip's label
 # audio kept around a live activation: the window that fired and a little after it, as the word may go on
@@ -382,6 +383,18 @@ class Studio:
         """The calibrated threshold of the model's first wake word (the live slider's starting point)."""
         config = self.model_info(name).config
         return float(config.get("thresholds", {}).get(config["wake_words"][0], 0.0))
+
+    def export(self, name: str, int8: bool = False) -> Path:
+        """Export the saved model `name` for wakeword-runtime; returns the zip of the exported folder."""
+        from wakeword.export import export_detector, zip_export
+
+        folder = inside(self.root, EXPORTS, f"{safe_name(name, 'model')}{'-int8' if int8 else ''}")
+        folder.parent.mkdir(exist_ok=True)
+        try:
+            export_detector(self.model_dir(name), folder, int8=int8)
+        except (ModelError, ValueError) as error:  # ExportError is a ValueError: the phoneme family says why
+            raise StudioError(str(error)) from None
+        return zip_export(folder, folder.with_name(f"{folder.name}.zip"))
 
     def detector(self, name: str) -> Detector:
         """The saved model `name`, loaded once and reused while its config.json is unchanged."""

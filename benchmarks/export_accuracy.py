@@ -1,0 +1,116 @@
+"""Does export change accuracy? One trained jarvis detector scored by torch, ONNX float32 and ONNX int8.
+
+    python benchmarks/export_accuracy.py [--real-clips 50]
+
+Protocol (the jarvis protocol of recipes/compare.yaml, ../shared/data): session groups split in half; a
+head-only transfer model (whisper-tiny.en) is trained on `--real-clips` real clips from training sessions
+plus a SMALL synthetic set (100 positives, 60 confusables, 60 generic, no ASR check, 15 epochs: a quick
+model, not the best one); 120 held-out positives mixed with real noise at 10 dB SNR; false accepts on 10
+minutes of speechocean762 sentences. For each backend: FRR at the threshold giving 1 FA/h on those
+sentences, FA/h there, ROC AUC (clip scores), FRR at 1% clip FAR. Scores are LOGITS for all three backends
+(no probability saturation). One training run: the differences between backends, not the absolute
+figures, are the point.
+
+Results: benchmarks/results/export_accuracy.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from wakeword.checkpoint import load_detector
+from wakeword.compare import (
+    Contender,
+    _real_dataset,
+    _train_contender,
+    build_test_set,
+    evaluate_on,
+    held_out_split,
+    load_compare,
+    subset_dataset,
+)
+from wakeword.export import export_detector
+from wakeword.runtime import load_runtime
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("WAKEWORD_SHARED_DATA", REPO.parent / "shared" / "data"))
+OUT = REPO / "runs" / "export-accuracy"
+QUICK = ("data.synth.n_positives=100", "data.synth.n_confusables=60", "data.synth.n_generic=60",
+         "data.synth.qc=false", "train.epochs=15", f"data.synth.out={OUT / 'synth'}")  # fmt: skip
+
+
+class LogitScorer(torch.nn.Module):
+    """What evaluate_on needs of a detector (config, parameters, score), scoring windows with `logits`."""
+
+    def __init__(self, config, logits) -> None:
+        super().__init__()
+        self.config, self.logits = config, logits
+
+    def score(self, windows: torch.Tensor) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(self.logits(windows.numpy()), dtype=np.float64))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--real-clips", type=int, default=50)
+    args = parser.parse_args()
+    spec = load_compare(REPO / "recipes" / "compare.yaml")
+    spec = dataclasses.replace(
+        spec,
+        real=str(SHARED / "keywords" / "manifest.csv"),
+        negatives=(str(SHARED / "speech" / "speechocean762"),),
+        noise=str(SHARED / "noise"),
+        out=str(OUT),
+    )
+    real = _real_dataset(spec, OUT)
+    pool, test_clips = held_out_split(spec, real)
+    test = build_test_set(spec, test_clips, real.root)
+    real_dir = subset_dataset(real, [c.id for c in pool[: args.real_clips]], OUT / f"real-{args.real_clips}").root
+    contender = Contender(label="transfer-head", recipe=str(REPO / "recipes" / "transfer-head.yaml"), set=QUICK)
+    model_dir = OUT / "model"
+    start = time.monotonic()
+    torch_model = _train_contender(contender, spec, real_dir, model_dir)
+    trained_seconds = time.monotonic() - start
+    export_detector(model_dir, OUT / "onnx-fp32")
+    export_detector(model_dir, OUT / "onnx-int8", int8=True)
+    config = load_detector(model_dir).config
+
+    @torch.no_grad()
+    def torch_logits(windows):
+        return torch_model.eval()(torch.from_numpy(windows)).double().numpy()
+
+    scorers = {
+        "torch": torch_logits,
+        "onnx-fp32": load_runtime(OUT / "onnx-fp32").logits,
+        "onnx-int8": load_runtime(OUT / "onnx-int8").logits,
+    }
+    results = {"protocol": __doc__.split("\n\n")[2].strip(), "real_clips": args.real_clips, "backends": {}}
+    results["training_seconds"] = round(trained_seconds, 1)
+    for name, logits in scorers.items():
+        start = time.monotonic()
+        row = evaluate_on(LogitScorer(config, logits), spec, test)
+        results["backends"][name] = row | {"scoring_seconds": round(time.monotonic() - start, 1)}
+        print(name, results["backends"][name], flush=True)
+    base = results["backends"]["torch"]
+    results["int8_minus_torch_points"] = {
+        key: round(100 * (results["backends"]["onnx-int8"][key] - base[key]), 3)
+        for key in ("frr", "roc_auc", "frr_at_1pct_far")
+    }
+    results["fp32_minus_torch_points"] = {
+        key: round(100 * (results["backends"]["onnx-fp32"][key] - base[key]), 3)
+        for key in ("frr", "roc_auc", "frr_at_1pct_far")
+    }
+    out = REPO / "benchmarks" / "results" / "export_accuracy.json"
+    out.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

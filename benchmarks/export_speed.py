@@ -1,0 +1,188 @@
+"""Torch vs ONNX float32 vs ONNX int8: model size, peak memory and real-time factor on ONE thread.
+
+    python benchmarks/export_speed.py [--seconds 20] [--families transfer-whisper transfer-speech-embedding e2e]
+
+For each family a detector with the real encoder is built (untrained: speed does not depend on the weights'
+values), saved, and exported twice (`wakeword export`, then with `--int8`). Each backend then runs in its
+own process, so peak RSS is that backend's alone:
+- torch: `wakeword.stream.StreamingDetector` with `torch.set_num_threads(1)`;
+- onnx-fp32 / onnx-int8: `wakeword.runtime` (numpy + onnxruntime, torch never imported) with
+  `intra_op_num_threads=1`.
+Both stream `--seconds` of real speech (speechocean762 sentences from ../shared/data) one 0.1 s hop per call,
+as a live microphone does: one 1.5 s window scored per hop. Real-time factor = compute seconds / audio
+seconds (0.05 = 5% of one core). Peak RSS is the process's VmHWM after streaming.
+Compute seconds are the process's CPU time (best of 3 passes); the machine has 2 cores shared with other
+work, so figures may be pessimistic. int8 quantises matrix products only (see wakeword/export.py).
+
+Results: benchmarks/results/export.json and export.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("WAKEWORD_SHARED_DATA", REPO.parent / "shared" / "data"))
+RESULTS = REPO / "benchmarks" / "results"
+WORK = REPO / "runs" / "export-bench"
+FAMILIES = {
+    "transfer-whisper": {"family": "transfer", "encoder": {"name": "whisper-tiny.en", "trainable": "head"}},
+    "transfer-speech-embedding": {"family": "transfer", "encoder": {"name": "speech-embedding", "trainable": "head"}},
+    "e2e": {"family": "e2e", "encoder": {}},
+}
+BACKENDS = ("torch", "onnx-fp32", "onnx-int8")
+REPEATS = 3
+
+
+def speech(seconds: float) -> np.ndarray:
+    """Real read speech (speechocean762), concatenated to `seconds`, 16 kHz float32."""
+    from wakeword.audio import load_audio
+
+    files = sorted((SHARED / "speech" / "speechocean762").rglob("*.flac"))
+    parts, total = [], 0
+    for path in files:
+        parts.append(load_audio(path))
+        total += len(parts[-1])
+        if total >= seconds * 16000:
+            break
+    return np.concatenate(parts)[: int(seconds * 16000)]
+
+
+def build(name: str) -> dict[str, Path]:
+    """Save the untrained detector and its two exports; returns the folders."""
+    from wakeword.checkpoint import save_detector
+    from wakeword.export import export_detector
+    from wakeword.models import get_family
+    from wakeword.models.base import DetectorConfig
+
+    spec = FAMILIES[name]
+    folders = {"torch": WORK / name, "onnx-fp32": WORK / f"{name}-onnx", "onnx-int8": WORK / f"{name}-onnx-int8"}
+    config = DetectorConfig(family=spec["family"], wake_words=("jarvis",), encoder=spec["encoder"])
+    save_detector(get_family(spec["family"]).build_model(config), folders["torch"])
+    export_detector(folders["torch"], folders["onnx-fp32"])
+    export_detector(folders["torch"], folders["onnx-int8"], int8=True)
+    return folders
+
+
+def worker(backend: str, folder: str, seconds: float) -> dict:
+    """Runs in a fresh process: stream the audio hop by hop, return timing and peak RSS."""
+    audio = speech(seconds)
+    if backend == "torch":
+        import torch
+
+        from wakeword.checkpoint import load_detector
+        from wakeword.stream import StreamingDetector
+
+        torch.set_num_threads(1)
+        detector = load_detector(folder)
+        streamer = StreamingDetector(detector)
+        n_parameters = sum(t.numel() for t in detector.state_dict().values())
+    else:
+        from wakeword.runtime import load_runtime, streaming_detector
+
+        streamer = streaming_detector(load_runtime(folder, threads=1))
+        n_parameters = None
+    hop = streamer.hop_samples
+    streamer.process(audio[: 10 * hop])  # warm-up: first calls allocate
+    best = float("inf")
+    for _ in range(REPEATS):
+        streamer.reset()
+        start = time.process_time()
+        for begin in range(0, len(audio), hop):
+            streamer.process(audio[begin : begin + hop])
+        best = min(best, time.process_time() - start)
+    heavy = sorted({m.split(".")[0] for m in sys.modules} & {"torch", "transformers"})
+    return {
+        "rtf": best / seconds,
+        "peak_rss_mb": peak_rss_mb(),
+        "n_parameters": n_parameters,
+        "heavy_modules_loaded": heavy,
+    }
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (VmHWM: unlike ru_maxrss, not inherited from the parent)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+def model_mb(backend: str, folder: Path, n_parameters: int | None) -> float:
+    """ONNX: the model.onnx file. torch: float32 weights of the whole detector (encoder included, as a
+    head-only transfer model's own file holds only the head and loads the encoder from the bundle)."""
+    if backend == "torch":
+        return 4 * n_parameters / 1e6
+    return (folder / "model.onnx").stat().st_size / 1e6
+
+
+def measure(name: str, folders: dict[str, Path], seconds: float) -> dict:
+    rows = {}
+    for backend in BACKENDS:
+        command = [sys.executable, __file__, "--worker", backend, str(folders[backend]), "--seconds", str(seconds)]
+        output = subprocess.run(
+            command, capture_output=True, text=True, check=True, env=os.environ | {"OMP_NUM_THREADS": "1"}
+        )
+        row = json.loads(output.stdout.strip().splitlines()[-1])
+        n_parameters = row.pop("n_parameters") or rows.get("torch", {}).get("n_parameters")
+        rows[backend] = row | {"model_mb": round(model_mb(backend, folders[backend], n_parameters), 2)}
+        rows[backend]["n_parameters"] = n_parameters
+        print(name, backend, rows[backend], flush=True)
+    return rows
+
+
+def plot(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(results["families"])
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4))
+    for ax, (key, label) in zip(axes, (("rtf", "real-time factor, 1 thread"), ("peak_rss_mb", "peak RSS (MB)"),
+                                       ("model_mb", "model size (MB)")), strict=True):  # fmt: skip
+        for i, backend in enumerate(BACKENDS):
+            values = [results["families"][n][backend][key] for n in names]
+            bars = ax.bar(np.arange(len(names)) + (i - 1) * 0.27, values, 0.27, label=backend)
+            ax.bar_label(bars, fmt="%.3g", fontsize=7)
+        ax.set_xticks(np.arange(len(names)), [n.replace("transfer-", "transfer\n") for n in names], fontsize=8)
+        ax.set_title(label)
+    axes[0].axhline(0.05, color="k", ls=":", lw=1, label="target 0.05")
+    axes[0].legend(fontsize=8)
+    fig.suptitle("wakeword: torch vs ONNX export (streaming one 1.5 s window per 0.1 s hop)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--families", nargs="+", default=list(FAMILIES), choices=list(FAMILIES))
+    parser.add_argument("--worker", nargs=2, metavar=("BACKEND", "FOLDER"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(worker(args.worker[0], args.worker[1], args.seconds)))
+        return
+    results = {
+        "protocol": __doc__.split("\n\n")[2].strip(),
+        "audio": f"{args.seconds:g} s of speechocean762 sentences from ../shared/data",
+        "machine": f"{os.cpu_count()} CPU cores, shared with other work while measuring",
+        "families": {},
+    }
+    for name in args.families:
+        results["families"][name] = measure(name, build(name), args.seconds)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "export.json").write_text(json.dumps(results, indent=2) + "\n")
+    plot(results, RESULTS / "export.png")
+
+
+if __name__ == "__main__":
+    main()

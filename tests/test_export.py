@@ -1,0 +1,125 @@
+"""ONNX export: the graph equals torch on real (TTS) speech windows, int8, runtime.json, refusals."""
+
+import hashlib
+import json
+
+import numpy as np
+import onnxruntime
+import pytest
+import torch
+
+from wakeword.checkpoint import save_detector
+from wakeword.cli import main
+from wakeword.export import ExportError, export_detector, front_end_nodes
+from wakeword.features import stft_power, stft_power_conv
+from wakeword.models import get_family
+from wakeword.models.base import DetectorConfig
+
+WORDS = ("hey computer", "jarvis")
+
+
+def make_model(tmp_path, family: str, encoder: dict | None = None, seed: int = 0, output_scale: float = 30.0):
+    """A randomly initialised detector saved as a model directory; BatchNorm statistics made non-trivial and
+    the output layer scaled up, so logits vary over a few units like a trained model's."""
+    torch.manual_seed(seed)
+    config = DetectorConfig(family=family, wake_words=WORDS, encoder=encoder or {}, thresholds={"jarvis": 0.7})
+    model = get_family(family).build_model(config)
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm1d):
+            module.running_mean.normal_(0, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+    output = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
+    with torch.no_grad():
+        output.weight.mul_(output_scale)
+    return save_detector(model, tmp_path / family), model.eval()
+
+
+def speech_windows(tts, window_samples: int) -> np.ndarray:
+    """(n, window_samples) float32: every 0.25 s window over two TTS sentences with silence around them."""
+    silence = np.zeros(8000, np.float32)
+    audio = np.concatenate([silence, tts("hey computer, play some music"), silence, tts("jarvis"), silence])
+    starts = range(0, len(audio) - window_samples, 4000)
+    return np.stack([audio[s : s + window_samples] for s in starts]).astype(np.float32)
+
+
+def onnx_logits(folder, windows: np.ndarray) -> np.ndarray:
+    session = onnxruntime.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
+    return session.run(None, {"audio": windows})[0]
+
+
+def test_conv_stft_equals_torch_stft(tts):
+    audio = torch.from_numpy(np.stack([tts("jarvis")[:8000], 0.5 * np.random.default_rng(0).random(8000)]))
+    expected, got = stft_power(audio.float()), stft_power_conv(audio.float())
+    assert got.shape == expected.shape
+    assert float((got - expected).abs().max() / expected.abs().max()) < 1e-4
+
+
+@pytest.mark.parametrize("family", ["e2e", "transfer"])
+def test_float32_graph_equals_torch_on_speech(tmp_path, tts, tiny_whisper_dir, family):
+    encoder = {"name": str(tiny_whisper_dir), "trainable": "head"} if family == "transfer" else None
+    model_dir, model = make_model(tmp_path, family, encoder)
+    report = export_detector(model_dir, tmp_path / "export")
+    windows = speech_windows(tts, model.config.window_samples)
+    with torch.no_grad():
+        expected = model(torch.from_numpy(windows)).numpy()
+    got = onnx_logits(tmp_path / "export", windows)
+    assert got.shape == (len(windows), 2)
+    assert np.ptp(expected, axis=0).min() > 0.02  # windows differ by 200x the tolerance: equality means something
+    assert np.abs(got - expected).max() <= 1e-4
+    assert report.max_abs_logit_difference <= 1e-4 and not report.int8
+
+
+def test_runtime_json_describes_the_model(tmp_path):
+    model_dir, model = make_model(tmp_path, "e2e")
+    export_detector(model_dir, tmp_path / "export")
+    meta = json.loads((tmp_path / "export" / "runtime.json").read_text())
+    assert meta["words"] == list(WORDS) and meta["window_seconds"] == 1.5 and meta["hop_seconds"] == 0.1
+    assert meta["thresholds"] == {"hey computer": model.config.threshold("hey computer"), "jarvis": 0.7}
+    assert meta["threshold_scale"] in ("logit", "probability") and meta["quantization"] == "none"
+    for name in ("config.json", "model.safetensors"):
+        assert meta["source"]["sha256"][name] == hashlib.sha256((model_dir / name).read_bytes()).hexdigest()
+
+
+def test_int8_quantises_weights_but_not_the_front_end(tmp_path, tts, tiny_whisper_dir):
+    model_dir, model = make_model(tmp_path, "transfer", {"name": str(tiny_whisper_dir), "trainable": "head"})
+    export_detector(model_dir, tmp_path / "fp32")
+    report = export_detector(model_dir, tmp_path / "int8", int8=True)
+    import onnx
+
+    ops = {node.op_type for node in onnx.load(str(tmp_path / "int8" / "model.onnx")).graph.node}
+    assert "MatMulInteger" in ops and report.int8
+    assert len(front_end_nodes(tmp_path / "int8" / "model.onnx")) == 2  # the DFT conv and the mel product stay
+    windows = speech_windows(tts, model.config.window_samples)
+    fp32, int8 = onnx_logits(tmp_path / "fp32", windows), onnx_logits(tmp_path / "int8", windows)
+    assert 0 < np.abs(fp32 - int8).max() < 0.1 * max(1.0, np.abs(fp32).max())
+    assert json.loads((tmp_path / "int8" / "runtime.json").read_text())["quantization"] == "int8-dynamic"
+
+
+def test_export_replaces_an_export_but_refuses_other_folders(tmp_path):
+    model_dir, _ = make_model(tmp_path, "e2e")
+    export_detector(model_dir, tmp_path / "export")
+    first = (tmp_path / "export" / "model.onnx").stat().st_mtime_ns
+    export_detector(model_dir, tmp_path / "export", int8=True)
+    assert (tmp_path / "export" / "model.onnx").stat().st_mtime_ns != first
+    assert sorted(p.name for p in (tmp_path / "export").iterdir()) == ["model.onnx", "runtime.json"]
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    with pytest.raises(ExportError, match="other"):
+        export_detector(model_dir, tmp_path / "other")
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no staging left behind
+
+
+def test_phoneme_family_says_why_it_cannot_export(tmp_path, capsys):
+    config = DetectorConfig(family="phoneme", wake_words=("hey computer",))
+    model_dir = save_detector(get_family("phoneme").build_model(config), tmp_path / "phoneme")
+    assert main(["export", str(model_dir), "--out", str(tmp_path / "export")]) == 2
+    error = capsys.readouterr().err
+    assert "phoneme family cannot be exported" in error and "PocketSphinx" in error
+    assert not (tmp_path / "export").exists()
+
+
+def test_cli_export(tmp_path, capsys):
+    model_dir, _ = make_model(tmp_path, "e2e")
+    assert main(["export", str(model_dir), "--out", str(tmp_path / "export"), "--int8"]) == 0
+    assert "int8 model.onnx" in capsys.readouterr().out
+    assert (tmp_path / "export" / "model.onnx").is_file()

@@ -1,0 +1,261 @@
+"""Run an exported detector (`wakeword export`) with numpy and onnxruntime only: no torch, no transformers.
+
+    from wakeword.runtime import load_runtime, detect_file
+    model = load_runtime("my-detector-onnx")          # model.onnx + runtime.json
+    for event in detect_file(model, "recording.wav"):
+        print(event.word, event.time_seconds, event.score)
+
+Streaming goes through `wakeword.stream.StreamingDetector` itself (a torch-free module), so hops,
+smoothing, the rising-edge rule, the refractory period and event times are exactly those of
+`wakeword detect` / `wakeword listen`. Scores are LOGITS (the graph's output), compared with the logit
+thresholds of runtime.json (a runtime.json whose `threshold_scale` is "probability" has each threshold p
+read as log(p / (1 - p)), the same decision). `wakeword.metrics.probability` gives display probabilities.
+
+Command line: `wakeword-runtime detect DIR AUDIO` and `wakeword-runtime listen DIR` (see `main`).
+Files and arrays need soundfile; microphones need sounddevice; audio not at 16 kHz needs soxr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from wakeword.audio import AudioError, seconds_to_samples
+from wakeword.metrics import logit, probability
+from wakeword.stream import (
+    Detection,
+    MicrophoneError,
+    StreamingDetector,
+    iter_file_blocks,
+    list_devices,
+    listen_with,
+    stream_results,
+)
+
+ONNX_FILE, RUNTIME_FILE = "model.onnx", "runtime.json"
+RUNTIME_FORMAT_VERSION = 1
+THRESHOLD_SCALES = ("logit", "probability")
+
+
+class RuntimeModelError(ValueError):
+    """An exported folder that cannot be run; the message names the path and the problem."""
+
+
+def to_logit(threshold: float, scale: str) -> float:
+    """A threshold on `scale` ("logit" or "probability") as a logit (p = 0 or 1 clipped to finite logits)."""
+    return float(threshold) if scale == "logit" else float(logit(threshold))
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """runtime.json, with thresholds converted to logits. Has what StreamingDetector reads from a config."""
+
+    wake_words: tuple[str, ...]
+    window_seconds: float
+    hop_seconds: float
+    thresholds: dict[str, float]  # logit scale
+    refractory_seconds: float = 1.0
+    calibration: dict[str, Any] = field(default_factory=dict)
+    quantization: str = "none"
+    source: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def window_samples(self) -> int:
+        return seconds_to_samples(self.window_seconds)
+
+    @property
+    def hop_samples(self) -> int:
+        return seconds_to_samples(self.hop_seconds)
+
+    def threshold(self, word: str) -> float:
+        return self.thresholds[word]
+
+
+def read_runtime_config(folder: str | os.PathLike) -> RuntimeConfig:
+    """Parse and check `folder/runtime.json`; every problem is a RuntimeModelError naming the file."""
+    path = Path(folder) / RUNTIME_FILE
+    if not path.is_file():
+        raise RuntimeModelError(f"{folder}: not an exported model (no {RUNTIME_FILE}; make one with wakeword export)")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        version = data["format_version"]
+        if not isinstance(version, int) or not 1 <= version <= RUNTIME_FORMAT_VERSION:
+            raise ValueError(f"format_version {version!r}: this runtime reads 1..{RUNTIME_FORMAT_VERSION}; upgrade it")
+        scale = data.get("threshold_scale", "logit")
+        if scale not in THRESHOLD_SCALES:
+            raise ValueError(f"threshold_scale {scale!r} is not one of {THRESHOLD_SCALES}")
+        words = tuple(data["words"])
+        if data.get("sample_rate", 16000) != 16000 or not words:
+            raise ValueError("needs sample_rate 16000 and at least one word")
+        hop, window = float(data["hop_seconds"]), float(data["window_seconds"])
+        if not 0 < hop <= window:
+            raise ValueError("needs 0 < hop_seconds <= window_seconds")
+        thresholds = {w: to_logit(float(data["thresholds"][w]), scale) for w in words}
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
+        what = f"missing key {error}" if isinstance(error, KeyError) else str(error)
+        raise RuntimeModelError(f"{path}: {what}") from None
+    optional = {k: data[k] for k in ("refractory_seconds", "calibration", "quantization", "source") if k in data}
+    return RuntimeConfig(words, window, hop, thresholds, **optional)
+
+
+class OnnxDetector:
+    """An exported detector: windows of audio (n, window_samples) -> logits (n, n_words), onnxruntime on CPU."""
+
+    def __init__(self, folder: str | os.PathLike, threads: int | None = None) -> None:
+        import onnxruntime
+
+        self.folder, self.config = Path(folder), read_runtime_config(folder)
+        options = onnxruntime.SessionOptions()
+        if threads is not None:  # 1 = one core, as on a small device; None = onnxruntime's choice
+            options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+        graph = self.folder / ONNX_FILE
+        try:
+            self.session = onnxruntime.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
+        except Exception as error:  # onnxruntime raises its own exception types for missing or broken graphs
+            raise RuntimeModelError(f"{graph}: cannot load the ONNX graph ({error})") from None
+        self.input_name = self.session.get_inputs()[0].name
+
+    @property
+    def wake_words(self) -> tuple[str, ...]:
+        return self.config.wake_words
+
+    def logits(self, windows: np.ndarray) -> np.ndarray:
+        """windows (n, window_samples) float32 16 kHz -> logits (n, n_words) float64."""
+        windows = np.ascontiguousarray(windows, dtype=np.float32)
+        if windows.ndim != 2 or windows.shape[1] != self.config.window_samples:
+            raise ValueError(f"expected windows of shape (n, {self.config.window_samples}), got {windows.shape}")
+        return self.session.run(None, {self.input_name: windows})[0].astype(np.float64)
+
+    def probabilities(self, windows: np.ndarray) -> np.ndarray:
+        """Display probabilities (n, n_words) float64: sigmoid of the logits."""
+        return probability(self.logits(windows))
+
+
+def load_runtime(folder: str | os.PathLike, threads: int | None = None) -> OnnxDetector:
+    """Load an exported folder (model.onnx + runtime.json)."""
+    return OnnxDetector(folder, threads)
+
+
+class RuntimeStreamingDetector(StreamingDetector):
+    """StreamingDetector over an OnnxDetector: scores and thresholds are logits."""
+
+    detector: OnnxDetector
+
+    def _score(self, windows: np.ndarray) -> np.ndarray:
+        return self.detector.logits(windows)
+
+
+def streaming_detector(
+    model: OnnxDetector,
+    thresholds: Mapping[str, float] | None = None,
+    smoothing_hops: int = 1,
+    refractory_seconds: float | None = None,
+    wait_for_peak: bool = False,
+) -> RuntimeStreamingDetector:
+    """A streaming detector; thresholds (logits) override runtime.json's; refractory defaults to its value."""
+    refractory = model.config.refractory_seconds if refractory_seconds is None else refractory_seconds
+    return RuntimeStreamingDetector(model, thresholds, smoothing_hops, refractory, wait_for_peak=wait_for_peak)  # type: ignore[arg-type]
+
+
+def detect_file(
+    model: OnnxDetector,
+    path: str | os.PathLike,
+    thresholds: Mapping[str, float] | None = None,
+    smoothing_hops: int = 1,
+    refractory_seconds: float | None = None,
+    realtime: bool = False,
+    wait_for_peak: bool = True,
+) -> Iterator[Detection]:
+    """Detections in a file of any length (bounded memory), as `wakeword.stream.detect_file` reports them."""
+    streamer = streaming_detector(model, thresholds, smoothing_hops, refractory_seconds, wait_for_peak)
+    for result in stream_results(streamer, iter_file_blocks(path, realtime=realtime)):
+        yield from result.detections
+
+
+def listen(
+    model: OnnxDetector,
+    device: int | str | None = None,
+    on_event: Callable[[Detection], None] | None = None,
+    stop: threading.Event | None = None,
+    thresholds: Mapping[str, float] | None = None,
+    smoothing_hops: int = 1,
+    refractory_seconds: float | None = None,
+) -> int:
+    """Detect live from a microphone until `stop` or Ctrl-C (see `wakeword.stream.listen`)."""
+    streamer = streaming_detector(model, thresholds, smoothing_hops, refractory_seconds)
+    return listen_with(streamer, device, on_event or _print_event, stop)
+
+
+def event_dict(event: Detection) -> dict[str, float | str]:
+    """An event as JSON-ready fields: `score` is the logit, `probability` its sigmoid for display."""
+    return {**event.to_dict(), "probability": float(probability(event.score))}
+
+
+def _print_event(event: Detection) -> None:
+    print(json.dumps(event_dict(event)), flush=True)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="wakeword-runtime", description="Run an exported wake-word detector.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    detect = sub.add_parser("detect", help="detection events in an audio file, one JSON object per line")
+    detect.add_argument("model", help="exported folder (model.onnx + runtime.json)")
+    detect.add_argument("audio")
+    detect.add_argument("--realtime", action="store_true", help="pace the file in real time, like a microphone")
+    listen_ = sub.add_parser("listen", help="detect live from the microphone (Ctrl-C to stop)")
+    listen_.add_argument("model", nargs="?", help="exported folder (model.onnx + runtime.json)")
+    listen_.add_argument("--device", default=None, help="input device index or name (see --list-devices)")
+    listen_.add_argument("--list-devices", action="store_true", help="list audio devices and exit")
+    for command in (detect, listen_):
+        command.add_argument("--threshold", type=float, default=None, help="LOGIT threshold for every word")
+        command.add_argument("--smoothing", type=int, default=1, help="average scores over the last N hops")
+        command.add_argument(
+            "--refractory", type=float, default=None, help="seconds after a detection (default: runtime.json)"
+        )
+        command.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: its choice)")
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.command == "listen" and args.list_devices:
+        print(list_devices())
+        return 0
+    if args.model is None:
+        raise RuntimeModelError("give the exported model folder (or --list-devices)")
+    model = load_runtime(args.model, args.threads)
+    thresholds = None if args.threshold is None else dict.fromkeys(model.wake_words, args.threshold)
+    options = {"thresholds": thresholds, "smoothing_hops": args.smoothing, "refractory_seconds": args.refractory}
+    if args.command == "detect":
+        for event in detect_file(model, args.audio, realtime=args.realtime, **options):
+            _print_event(event)
+        return 0
+    print(f"listening for {', '.join(model.wake_words)} (Ctrl-C to stop)", file=sys.stderr, flush=True)
+    n_events = listen(model, args.device, **options)
+    print(f"stopped after {n_events} detection(s)", file=sys.stderr)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`wakeword-runtime detect DIR AUDIO` / `wakeword-runtime listen DIR`: one-line errors, exit status 2."""
+    args = build_parser().parse_args(argv)
+    try:
+        return _run(args)
+    except (RuntimeModelError, AudioError, MicrophoneError, ValueError, OSError) as error:
+        print(f"wakeword-runtime {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
