@@ -24,7 +24,7 @@ def tiny_quickstart(run: Path, whisper_dir: Path) -> list[str]:
     needs the real tiny.en; its batched decoding is tested against per-clip decoding in test_whisper.py."""
     return [f"data.synth.out={run / 'synth'}", "data.synth.n_positives=40", "data.synth.n_confusables=12",
             "data.synth.n_generic=12", "data.synth.qc=false", f"model.encoder={whisper_dir}", "train.epochs=2",
-            "train.n_views=1", "train.batch_size=8"]  # fmt: skip
+            "train.n_views=1", "train.batch_size=8", "evaluate.calibration_minutes=0"]  # fmt: skip
 
 
 def test_two_runs_of_the_tiny_quickstart_give_the_same_data_and_weights(tmp_path, tiny_whisper_dir, monkeypatch):
