@@ -21,6 +21,7 @@ import soundfile as sf
 from wakeword.audio import SAMPLE_RATE, resample
 from wakeword.checkpoint import save_detector
 from wakeword.data.clips import DataSet
+from wakeword.metrics import logit, probability
 from wakeword.models import get_family
 from wakeword.models.base import DetectorConfig
 from wakeword.stream import score_array
@@ -69,7 +70,8 @@ def served(tmp_path_factory, tts):
     root = tmp_path_factory.mktemp("studio")
     detector = get_family("phoneme").build_model(DetectorConfig(family="phoneme", wake_words=(WORD,)))
     peaks = [float(score_array(detector, np.pad(tts(t, accent="en-GB-x-rp"), 8000))[1].max()) for t in (WORD, NEGATIVE)]
-    threshold = float(np.sqrt(peaks[0] * peaks[1]))  # between this voice's wake word and its negative
+    # between this voice's wake word and its negative: the geometric mean of their probabilities, as a logit
+    threshold = float(logit(np.sqrt(probability(peaks[0]) * probability(peaks[1]))))
     detector.config = detector.config.replace(thresholds={WORD: threshold})
     save_detector(detector, root / "models" / MODEL)
     wavs = {text: write_loop_wav(root / f"{kind}.wav", tts(text)) for kind, text in (("pos", WORD), ("neg", NEGATIVE))}

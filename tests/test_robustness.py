@@ -625,7 +625,7 @@ CONFIG_PROBLEMS = [
     ("format_version", None, "format_version None is missing or not a positive whole number"),
     ("format_version", "1", "format_version '1' is missing or not a positive whole number"),
     ("format_version", 0, "format_version 0 is missing"),
-    ("format_version", 2, "format_version 2 is newer than this wakeword reads"),
+    ("format_version", 3, "format_version 3 is newer than this wakeword reads"),
     ("family", None, "missing key 'family'"),
     ("wake_words", None, "missing key 'wake_words'"),
     ("wake_words", "hey computer", "wake_words must be a non-empty list of words"),

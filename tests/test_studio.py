@@ -13,6 +13,7 @@ import soundfile as sf
 from wakeword.audio import SAMPLE_RATE, resample
 from wakeword.checkpoint import save_detector
 from wakeword.data.clips import DataSet
+from wakeword.metrics import logit, probability
 from wakeword.models import get_family
 from wakeword.models.base import DetectorConfig
 from wakeword.stream import score_array
@@ -206,10 +207,15 @@ def peak(detector, audio: np.ndarray) -> float:
     return float(score_array(detector, padded(audio))[1].max())
 
 
+def between(positive: float, negative: float) -> float:
+    """A threshold (logit) at the geometric mean of two peaks' probabilities."""
+    return float(logit(np.sqrt(probability(positive) * probability(negative))))
+
+
 def test_live_session_detects_the_wake_word_only(phoneme_detector, tts):
     """Threshold calibrated on one voice (geometric mean of its positive and negative peaks); tested on another."""
     negative_text = "the weather is nice today"
-    level = np.sqrt(peak(phoneme_detector, tts(WORD)) * peak(phoneme_detector, tts(negative_text)))
+    level = between(peak(phoneme_detector, tts(WORD)), peak(phoneme_detector, tts(negative_text)))
     results = {}
     for text in (WORD, negative_text):
         live = LiveSession(phoneme_detector, "m", level)
@@ -225,7 +231,7 @@ def test_live_session_detects_the_wake_word_only(phoneme_detector, tts):
 
 
 def test_live_activations_keep_their_audio_and_verdicts_land_labelled(studio, phoneme_detector, tts):
-    level = np.sqrt(peak(phoneme_detector, tts(WORD)) * peak(phoneme_detector, tts("the weather is nice today")))
+    level = between(peak(phoneme_detector, tts(WORD)), peak(phoneme_detector, tts("the weather is nice today")))
     live = LiveSession(phoneme_detector, "m", level)
     rate, audio = pcm16(padded(tts(WORD, accent="en-GB-x-rp", variant="m3")))
     for start in range(0, len(audio), 4800):

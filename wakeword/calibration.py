@@ -73,8 +73,9 @@ def calibration_record(
         if report.negative_hours < MIN_CALIBRATION_HOURS:
             entry["warning"] = (
                 f"calibrated on only {report.negative_hours * 60:.1f} min of negative audio "
-                f"({report.false_accepts()}); give data.negative_audio or evaluate.calibration_minutes >= "
-                f"{MIN_CALIBRATION_HOURS * 60:.0f} to promise {spec.target_fa_per_hour:g} per hour"
+                f"({report.false_accepts()}); add negative audio (data.negative_audio, the app's room recording) or "
+                f"set evaluate.calibration_minutes >= {MIN_CALIBRATION_HOURS * 60:.0f} to promise "
+                f"{spec.target_fa_per_hour:g} per hour"
             )
         record.setdefault("words", {})[word] = entry
     return record
