@@ -182,6 +182,8 @@ def _minutes(seconds: float | None) -> str:
 
 def table(results: dict) -> str:
     """Markdown: one column per (label, run), one row per stage, then the whole run and the scoring benchmark."""
+    labels = [k for k, v in results.items() if isinstance(v, dict) and "with_caches" in v and "scoring" in v]
+    results = {label: results[label] for label in labels}  # complete runs only
     columns = [(label, run) for label in results for run in ("empty_caches", "with_caches")]
     head = [f"{label}, {run.replace('_', ' ')}" for label, run in columns]
     lines = ["| stage | " + " | ".join(head) + " |", "|---" * (len(columns) + 1) + "|"]
