@@ -119,7 +119,7 @@ def run_train(out: str, synth_out: str, overrides: list[str]) -> None:
                       "fa_per_hour": word.fa_per_hour, "n_test_positives": word.n_positive}))  # fmt: skip
 
 
-def run_score(model: str, data: str, n_clips: int) -> None:
+def run_score(model: str, data: str, n_clips: int, tracks_out: str | None = None) -> None:
     """Child process: score n_clips clips of a data set with score_items; prints one JSON line."""
     import torch
 
@@ -135,6 +135,10 @@ def run_score(model: str, data: str, n_clips: int) -> None:
     scored = score_items(detector, items)
     seconds = time.perf_counter() - started
     audio_seconds = sum(s.duration_seconds for s in scored)
+    if tracks_out:  # to compare two versions' scores clip by clip
+        import numpy as np
+
+        np.savez(tracks_out, *[s.track for s in scored])
     print(json.dumps({"n_clips": len(scored), "seconds": round(seconds, 1), "audio_seconds": round(audio_seconds, 1),
                       "torch_threads": torch.get_num_threads()}))  # fmt: skip
 
@@ -178,6 +182,8 @@ def _minutes(seconds: float | None) -> str:
 
 def table(results: dict) -> str:
     """Markdown: one column per (label, run), one row per stage, then the whole run and the scoring benchmark."""
+    labels = [k for k, v in results.items() if isinstance(v, dict) and "with_caches" in v and "scoring" in v]
+    results = {label: results[label] for label in labels}  # complete runs only
     columns = [(label, run) for label in results for run in ("empty_caches", "with_caches")]
     head = [f"{label}, {run.replace('_', ' ')}" for label, run in columns]
     lines = ["| stage | " + " | ".join(head) + " |", "|---" * (len(columns) + 1) + "|"]
@@ -204,7 +210,7 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "_train":
         return run_train(sys.argv[2], sys.argv[3], sys.argv[4:])
     if len(sys.argv) > 1 and sys.argv[1] == "_score":
-        return run_score(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+        return run_score(sys.argv[2], sys.argv[3], int(sys.argv[4]), (sys.argv[5:] or [None])[0])
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--label", required=True, help="key in the results file, e.g. before / after")
     parser.add_argument("--code", default=str(Path(__file__).resolve().parents[1]), help="repository under test")

@@ -501,8 +501,10 @@ class _Build:
                 break
             block = [(voice, next(audio)) for voice in voices[start : start + settings.qc_batch_size]]
             spoken = [clip for _, clip in block if clip.size]
-            with timed("quality check"):  # counted apart from synthesis in `wakeword train`'s stage times
-                heard = iter(transcribe(spoken) if transcribe and spoken else [])
+            heard = iter([])
+            if transcribe and spoken:
+                with timed("quality check"):  # counted apart from synthesis in `wakeword train`'s stage times
+                    heard = iter(transcribe(spoken))
             for voice, clip in block:
                 if self.report.n_positives >= settings.n_positives:
                     break
