@@ -64,7 +64,7 @@ def test_float32_graph_equals_torch_on_speech(tmp_path, tts, tiny_whisper_dir, f
         expected = model(torch.from_numpy(windows)).numpy()
     got = onnx_logits(tmp_path / "export", windows)
     assert got.shape == (len(windows), 2)
-    assert np.ptp(expected, axis=0).min() > 0.02  # windows differ by 200x the tolerance: equality means something
+    assert np.ptp(expected, axis=0).min() > 5e-3  # windows differ by 50x the tolerance: equality means something
     assert np.abs(got - expected).max() <= 1e-4
     assert report.max_abs_logit_difference <= 1e-4 and not report.int8
 
