@@ -37,14 +37,15 @@ never the wake word).
   learns the word, not your microphone.
 - *Not wake word*: similar-sounding phrases ("hey commuter", "computer" alone, "hey") and ordinary talk.
 - The room recording is mined for near misses while training, and a quarter of it sets the threshold.
-- Clips must be 0.3-5 s long (say the phrase once per clip); a room recording up to 10 min.
+- Clips must be 0.3-5 s long (say the phrase once per clip); a room recording up to 10 MB (about 1.5 min from the
+  browser; record several, they all count).
 """
 CSS = """
 #wakeword-indicator { font-size: 1.6em; font-weight: 700; padding: 0.8em; border-radius: 0.5em; text-align: center; }
 .wakeword-listening { background: #eef2f7; color: #334; }
 .wakeword-fired { background: #d62828; color: white; }
 """
-MAX_UPLOAD = "64mb"  # Gradio refuses larger uploads before they reach the studio (which checks again)
+MAX_UPLOAD = "10mb"  # Gradio refuses larger uploads before they reach the studio (which checks again)
 
 
 def _guard(function):

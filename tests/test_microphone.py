@@ -149,6 +149,6 @@ def test_listen_hears_a_wake_word_played_into_pulseaudio(pulse_server):
     assert not listener.is_alive(), "listen() did not return after stop was set"
     assert len(events) == 1, f"expected one detection, got {events}"
     heard_at, event = events[0]
-    assert event.word == "hey computer" and event.score >= 0.5
+    assert event.word == "hey computer" and event.score >= 0.0  # the default threshold: logit 0
     assert heard_at - word_end < 1.0, f"reported {heard_at - word_end:.2f} s after the word's end"
     assert heard_at > started, "fired before the word was played"

@@ -483,7 +483,7 @@ def test_train_names_a_binary_file_given_as_recipe(tmp_path, capsys):
     ("args", "says"),
     [
         (["123", "--out", "{tmp}/synth"], "no letters to say"),
-        (["hey", "--out", "{tmp}/synth", "--n-positives", "-3"], "counts must be >= 0"),
+        (["hey", "--out", "{tmp}/synth", "--n-positives", "-3"], "counts and workers must be >= 0"),
         (["hey", "--out", "{file}"], "exists and is not a folder"),
     ],
 )

@@ -83,8 +83,8 @@ class StudioLimits:
     min_clip_seconds: float = 0.3
     max_clip_seconds: float = 5.0
     max_upload_bytes: int = 10 * 1024 * 1024  # a 5 s clip is < 1 MB even as 48 kHz stereo WAV
-    max_room_seconds: float = 600.0  # a room recording: up to 10 minutes
-    max_room_upload_bytes: int = 64 * 1024 * 1024  # 10 min of 48 kHz mono 16-bit WAV is 55 MB
+    max_room_seconds: float = 600.0  # a room recording: up to 10 minutes (several can be recorded)
+    max_room_upload_bytes: int = 10 * 1024 * 1024  # the app's upload limit: ~1.7 min of a 48 kHz browser WAV
     max_chunk_seconds: float = 5.0  # one live-stream chunk (the browser sends ~0.5 s)
     history_seconds: float = 10.0  # live score plot span
     idle_seconds: float = 30.0  # a live session's scorer thread ends after this long without audio
