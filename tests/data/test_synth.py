@@ -161,3 +161,17 @@ def test_the_same_seed_gives_the_same_clips_with_one_or_two_render_workers(tmp_p
     assert runs["a"] == runs["b"] == runs["serial"]  # manifests and every audio byte
     other = build_synthetic_dataset("hey computer", tmp_path / "seed4", seed=4, **counts)
     assert other.n_positives == 40 and _manifest_and_audio(tmp_path / "seed4")[1] != runs["a"][1]
+
+
+def test_a_failing_render_job_raises_with_the_workers_reason():
+    from wakeword.data.render import Renderer, RenderError
+    from wakeword.data.synth import EspeakBackend, Voice, VoiceSettings
+
+    backend = EspeakBackend()
+    bad = VoiceSettings(Voice("espeak:xx-nowhere", "espeak", "xx-nowhere"))
+    renderer = Renderer(backend, workers=2)
+    try:
+        with pytest.raises(RenderError, match="no voice 'xx-nowhere'"):
+            list(renderer.render([("hello", bad)], seed=0, stream=1))
+    finally:
+        renderer.close()

@@ -94,3 +94,57 @@ def test_bundled_tiny_en_converts_once_and_transcribes_tts(wakeword_cache, tts):
     assert (converted / "model.safetensors").stat().st_mtime_ns == stamp
     window = torch.from_numpy(np.pad(audio, (0, 24000))[None, :24000])
     assert encoder.dim == 384 and len(encoder.layers) == 4 and encoder.encode(window).shape == (1, 75, 384)
+
+
+@torch.no_grad()
+def _greedy_without_cache(transcriber, audio: np.ndarray) -> list[int]:
+    """Reference decoding: one clip, the whole prefix through the decoder at every step (no key/value cache)."""
+    from transformers.modeling_outputs import BaseModelOutput
+
+    padded = np.zeros(transcriber.context_for(len(audio)), np.float32)
+    padded[: len(audio)] = audio[: len(padded)]
+    encoded = BaseModelOutput(last_hidden_state=transcriber.encoder(torch.from_numpy(padded)[None]))
+    tokens = list(transcriber.prompt)
+    for index in range(transcriber.max_tokens):
+        logits = transcriber.model(encoder_outputs=encoded, decoder_input_ids=torch.tensor([tokens])).logits[0, -1]
+        logits[transcriber.suppress] = -torch.inf
+        if index == 0:
+            logits[transcriber.suppress_first] = -torch.inf
+        token = int(logits.argmax())
+        if token == transcriber.end:
+            break
+        tokens.append(token)
+    return tokens[len(transcriber.prompt) :]
+
+
+def test_batched_greedy_decoding_equals_decoding_each_clip_alone(tmp_path):
+    """Batches mix clips that end after different numbers of tokens (ended clips leave the batch and the cache)
+    and clips longer than the context (their own, longer context): each transcript must be the clip's own."""
+    from transformers import WhisperConfig
+
+    from tests.encoders.conftest import END, START, _tokenizer
+    from wakeword.audio import SAMPLE_RATE
+    from wakeword.encoders.whisper import WhisperTranscriber
+
+    config = WhisperConfig(vocab_size=80, num_mel_bins=80, d_model=16, encoder_layers=2, decoder_layers=2,
+                           encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=32,
+                           decoder_ffn_dim=32, max_source_positions=1500, max_target_positions=24, pad_token_id=END,
+                           bos_token_id=END, eos_token_id=END, decoder_start_token_id=START, suppress_tokens=[3, 4],
+                           begin_suppress_tokens=[5, END], init_std=0.5)  # fmt: skip
+    torch.manual_seed(0)
+    WhisperForConditionalGeneration(config).save_pretrained(tmp_path / "hf")
+    _tokenizer(tmp_path / "hf" / "tokenizer.json")
+    transcriber = WhisperTranscriber(str(tmp_path / "hf"), max_tokens=12, context_seconds=1.0, batch_size=3)
+    with torch.no_grad():  # end-of-text wherever token 70 would win: a random model otherwise never ends
+        weights = transcriber.model.get_output_embeddings().weight
+        weights[END] = 1.05 * weights[70]
+    rng = np.random.default_rng(0)
+    shapes = ((0.3, 0.5), (0.9, 0.01), (1.6, 0.2), (0.5, 0.0), (0.7, 1.0), (2.2, 0.1), (0.4, 0.3))
+    clips = [rng.normal(0, scale, int(SAMPLE_RATE * seconds)).astype(np.float32) for seconds, scale in shapes]
+    reference = [_greedy_without_cache(transcriber, clip) for clip in clips]
+    lengths = [len(tokens) for tokens in reference]
+    assert len(set(lengths)) > 2 and min(lengths) < transcriber.max_tokens, lengths  # clips end at different steps
+    assert not any(set(tokens) & {3, 4} for tokens in reference)  # suppress_tokens never come out
+    expected = [transcriber.tokenizer.decode(t, skip_special_tokens=True).strip() for t in reference]
+    assert transcriber.transcribe_batch(clips) == expected
+    assert [transcriber(clip) for clip in clips] == expected

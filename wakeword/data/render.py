@@ -63,10 +63,13 @@ class Renderer:
         from wakeword.data.synth import EspeakBackend
 
         self.backend, self.workers, self.zygote = backend, max(1, workers), None
-        if isinstance(backend, EspeakBackend) and workers > 0:
+        if isinstance(backend, EspeakBackend) and workers > 0 and hasattr(os, "fork"):  # no fork: Windows
             self.folder = Path(tempfile.mkdtemp(prefix="wakeword-render-"))
             command = [sys.executable, "-m", "wakeword.data.render", str(self.folder)]
-            self.zygote = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            package_root = str(Path(__file__).resolve().parents[2])  # importable however the caller found it
+            path = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH", "")) if p)
+            env = {**os.environ, "PYTHONPATH": path}
+            self.zygote = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
         self.n_requests = 0
 
     def render(self, jobs: Sequence[Job], seed: int, stream: int) -> Iterator[np.ndarray]:

@@ -200,8 +200,8 @@ QC_BATCH_SIZE = 16  # clips per encoder call; measured on 2 cores, larger batche
 class WhisperTranscriber:
     """Greedy English transcription of many clips at once with the full Whisper model (checks synthetic speech).
 
-    Clips are zero-padded to `context_seconds` (or to the longest clip of the batch, rounded up to a whole
-    second, when that is longer; at most 30 s) and encoded `batch_size` at a time, using the first positional
+    Clips are zero-padded to `context_seconds` (a longer clip to its length rounded up to a whole second; at
+    most 30 s) and encoded `batch_size` at a time, using the first positional
     embeddings only (whisper.cpp's `audio_ctx`: on short clips this is faster and recognises more than 30 s).
     Decoding is greedy and batched with a key/value cache, one token per step for every clip, and stops when
     every clip has emitted end-of-text. As in Whisper's own decoding, the config's suppress_tokens (non-speech
@@ -233,27 +233,32 @@ class WhisperTranscriber:
         return self.transcribe_batch([audio])[0]
 
     def transcribe_batch(self, clips: Sequence[np.ndarray]) -> list[str]:
-        """Clips, each (n_samples,) float32 16 kHz -> their transcripts, in order."""
-        out: list[str] = []
-        for start in range(0, len(clips), self.batch_size):
-            out += self._batch(clips[start : start + self.batch_size])
+        """Clips, each (n_samples,) float32 16 kHz -> their transcripts, in order. Clips are grouped by the
+        context they need, so a clip's transcript does not depend on which clips share its batch."""
+        out: list[str] = [""] * len(clips)
+        groups: dict[int, list[int]] = {}
+        for index, clip in enumerate(clips):
+            groups.setdefault(self.context_for(len(clip)), []).append(index)
+        for n_samples, indices in sorted(groups.items()):
+            for start in range(0, len(indices), self.batch_size):
+                part = indices[start : start + self.batch_size]
+                for index, text in zip(part, self._batch([clips[i] for i in part], n_samples), strict=True):
+                    out[index] = text
         return out
 
-    def _padded(self, clips: Sequence[np.ndarray]) -> torch.Tensor:
-        """(batch, n_samples): every clip zero-padded to the batch's context."""
-        longest = max(len(c) for c in clips)
-        n_samples = min(N_SAMPLES_30S, max(self.context_samples, -(-longest // SAMPLE_RATE) * SAMPLE_RATE))
-        padded = np.zeros((len(clips), n_samples), np.float32)
-        for row, clip in enumerate(clips):
-            padded[row, : min(len(clip), n_samples)] = clip[:n_samples]
-        return torch.from_numpy(padded)
+    def context_for(self, n_samples: int) -> int:
+        """Samples a clip of n_samples is padded to: the context, or the clip rounded up to a whole second."""
+        return min(N_SAMPLES_30S, max(self.context_samples, -(-n_samples // SAMPLE_RATE) * SAMPLE_RATE))
 
     @torch.no_grad()
-    def _batch(self, clips: Sequence[np.ndarray]) -> list[str]:
+    def _batch(self, clips: Sequence[np.ndarray], n_samples: int) -> list[str]:
         """Greedy decoding of a batch; a clip that has emitted end-of-text leaves the batch (and the cache)."""
         from transformers.modeling_outputs import BaseModelOutput
 
-        features = self.encoder(self._padded(clips))  # (batch, frames, d_model)
+        padded = np.zeros((len(clips), n_samples), np.float32)
+        for row, clip in enumerate(clips):
+            padded[row, : min(len(clip), n_samples)] = clip[:n_samples]
+        features = self.encoder(torch.from_numpy(padded))  # (batch, frames, d_model)
         step, cache = torch.tensor([self.prompt] * len(clips)), None
         active, rows = torch.arange(len(clips)), [[] for _ in clips]
         for index in range(self.max_tokens):
