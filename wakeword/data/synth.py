@@ -370,7 +370,7 @@ class SynthSettings:
             if not 0 <= low <= high:
                 raise ValueError(f"SynthSettings.{name}: need 0 <= low <= high, got ({low}, {high})")
         if min(self.n_positives, self.n_confusables, self.n_generic, self.workers) < 0 or self.max_attempts_factor < 1:
-            raise ValueError("SynthSettings: counts and workers must be >= 0 and max_attempts_factor >= 1")
+            raise ValueError("SynthSettings: counts must be >= 0, workers >= 0 and max_attempts_factor >= 1")
         if self.qc_batch_size < 1 or self.batch_size < 1:
             raise ValueError("SynthSettings: qc_batch_size and batch_size must be >= 1")
         if self.qc_transcriber not in QC_TRANSCRIBERS:
