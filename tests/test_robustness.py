@@ -356,7 +356,7 @@ def test_mine_skips_a_bad_file_found_in_a_folder_and_names_it(tmp_path, capsys, 
 def test_score_reads_every_format_rate_and_layout(tmp_path, capsys, model_dir, kind):
     code, out, _ = run_cli(capsys, "score", model_dir, audio_file(kind, tmp_path))
     rows = out.strip().splitlines()[1:]
-    assert code == 0 and len(rows) == 10 and all(0 <= float(r.split(",")[1]) <= 1 for r in rows)
+    assert code == 0 and len(rows) == 10 and all(np.isfinite(float(r.split(",")[1])) for r in rows)  # logits
 
 
 @pytest.mark.slow
@@ -483,7 +483,7 @@ def test_train_names_a_binary_file_given_as_recipe(tmp_path, capsys):
     ("args", "says"),
     [
         (["123", "--out", "{tmp}/synth"], "no letters to say"),
-        (["hey", "--out", "{tmp}/synth", "--n-positives", "-3"], "counts and workers must be >= 0"),
+        (["hey", "--out", "{tmp}/synth", "--n-positives", "-3"], "counts must be >= 0"),
         (["hey", "--out", "{file}"], "exists and is not a folder"),
     ],
 )
