@@ -47,6 +47,11 @@ MIN_BACKGROUND_SECONDS = 0.25  # less audio around the word than this: the rever
 SPEECH_MARGIN_SECONDS = 0.1  # kept away from the word's energy bounds when taking its background
 
 
+def is_real(clip: Clip) -> bool:
+    """Recorded by a microphone (the user's clips, a corpus, corrected activations), not TTS or augmented."""
+    return clip.source in REAL_SOURCES
+
+
 def place_end(audio: np.ndarray, end: int, window_samples: int, gap_samples: int) -> np.ndarray:
     """A (window_samples,) window holding `audio` so that sample `end` (exclusive speech end) falls
     `gap_samples` before the window's end. Audio before the window is cropped; gaps are zero."""
