@@ -19,7 +19,6 @@ Results: benchmarks/results/export_accuracy.json
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import time
@@ -37,6 +36,7 @@ from wakeword.compare import (
     evaluate_on,
     held_out_split,
     load_compare,
+    on_shared_data,
     subset_dataset,
 )
 from wakeword.export import export_detector
@@ -67,14 +67,8 @@ def main() -> None:
     parser.add_argument("--negative-minutes", type=float, default=5.0)
     args = parser.parse_args()
     spec = load_compare(REPO / "recipes" / "compare.yaml")
-    spec = dataclasses.replace(
-        spec,
-        real=str(SHARED / "keywords" / "manifest.csv"),
-        negatives=(str(SHARED / "speech" / "speechocean762"),),
-        noise=str(SHARED / "noise"),
-        out=str(OUT),
-        max_test_positives=args.test_positives,
-        negative_minutes=args.negative_minutes,
+    spec = on_shared_data(
+        spec, SHARED, OUT, max_test_positives=args.test_positives, negative_minutes=args.negative_minutes
     )
     real = _real_dataset(spec, OUT)
     pool, test_clips = held_out_split(spec, real)

@@ -16,7 +16,6 @@ models, mined clips and raw scores (scores-<fraction>.npz) under runs/mining/.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import shutil
@@ -28,7 +27,15 @@ import torch
 
 from wakeword.audio import SAMPLE_RATE, load_audio
 from wakeword.checkpoint import load_detector
-from wakeword.compare import Contender, _real_dataset, _train_contender, held_out_split, load_compare, subset_dataset
+from wakeword.compare import (
+    Contender,
+    _real_dataset,
+    _train_contender,
+    held_out_split,
+    load_compare,
+    on_shared_data,
+    subset_dataset,
+)
 from wakeword.evaluate import NoiseMixer, audio_files, score_items
 from wakeword.metrics import DETCurve, det_curve, false_accepts_per_hour, false_reject_rate, plot_det
 from wakeword.mining import MineSettings, mine, retrain
@@ -66,13 +73,7 @@ def speaker_halves(folder: Path, seed: int) -> tuple[list[Path], list[Path]]:
 def build_before(out: Path) -> tuple[Path, list]:
     """Train (once) the jarvis detector with 10 real clips; returns it and the held-out test clips."""
     spec = load_compare(REPO / "recipes" / "compare.yaml")
-    spec = dataclasses.replace(
-        spec,
-        real=str(SHARED / "keywords" / "manifest.csv"),
-        negatives=(str(SHARED / "speech" / "speechocean762"),),
-        noise=str(SHARED / "noise"),
-        out=str(out),
-    )
+    spec = on_shared_data(spec, SHARED, out)
     real = _real_dataset(spec, out)
     pool, test_clips = held_out_split(spec, real)
     subset = subset_dataset(real, [c.id for c in pool[:10]], out / "real" / "n10")

@@ -24,7 +24,7 @@ import shutil
 import time
 from pathlib import Path
 
-from wakeword.compare import load_compare, run_compare
+from wakeword.compare import load_compare, on_shared_data, run_compare
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("WAKEWORD_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -35,15 +35,7 @@ OTHER_WORDS = {"smart mirror": ("transfer-head",), "snowboy": ("transfer-head",)
 def run_keyword(word: str, args: argparse.Namespace) -> dict:
     slug = word.replace(" ", "-")
     spec = load_compare(REPO / "recipes" / "compare.yaml")
-    spec = dataclasses.replace(
-        spec,
-        name=f"compare-{slug}",
-        wake_word=word,
-        real=str(SHARED / "keywords" / "manifest.csv"),
-        negatives=(str(SHARED / "speech" / "speechocean762"),),
-        noise=str(SHARED / "noise"),
-        out=str(REPO / "runs" / f"compare-{slug}"),
-    )
+    spec = on_shared_data(spec, SHARED, REPO / "runs" / f"compare-{slug}", name=f"compare-{slug}", wake_word=word)
     keep = OTHER_WORDS.get(word)
     contenders = tuple(
         dataclasses.replace(c, recipe=str(REPO / c.recipe), sizes=(0, 10) if keep else c.sizes)

@@ -266,3 +266,19 @@ def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int = S
 
 def seconds_to_samples(seconds: float, sample_rate: int = SAMPLE_RATE) -> int:
     return round(seconds * sample_rate)
+
+
+class WindowTiming:
+    """`window_samples` / `hop_samples` of anything with `window_seconds` and `hop_seconds` (a detector's
+    config, the torch-free runtime's config): one definition for both."""
+
+    window_seconds: float
+    hop_seconds: float
+
+    @property
+    def window_samples(self) -> int:
+        return seconds_to_samples(self.window_seconds)
+
+    @property
+    def hop_samples(self) -> int:
+        return seconds_to_samples(self.hop_seconds)

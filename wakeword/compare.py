@@ -60,6 +60,20 @@ class CompareSpec:
     out: str = _help("folder for models, table and plot", REQUIRED)
 
 
+def on_shared_data(spec: CompareSpec, shared: str | Path, out: str | Path, **changes: Any) -> CompareSpec:
+    """`spec` reading the shared development data laid out as ../shared/data (keywords/manifest.csv,
+    speech/speechocean762, noise), writing to `out`; `changes` replace any other field."""
+    shared = Path(shared)
+    return dataclasses.replace(
+        spec,
+        real=str(shared / "keywords" / "manifest.csv"),
+        negatives=(str(shared / "speech" / "speechocean762"),),
+        noise=str(shared / "noise"),
+        out=str(out),
+        **changes,
+    )
+
+
 def load_compare(path: str | Path, overrides: tuple[str, ...] = ()) -> CompareSpec:
     from wakeword.recipes import apply_overrides
 

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from wakeword.audio import AudioError, seconds_to_samples
+from wakeword.audio import AudioError, WindowTiming
 from wakeword.metrics import logit, probability
 from wakeword.stream import (
     Detection,
@@ -56,7 +56,7 @@ def to_logit(threshold: float, scale: str) -> float:
 
 
 @dataclass(frozen=True)
-class RuntimeConfig:
+class RuntimeConfig(WindowTiming):
     """runtime.json, with thresholds converted to logits. Has what StreamingDetector reads from a config."""
 
     wake_words: tuple[str, ...]
@@ -67,14 +67,6 @@ class RuntimeConfig:
     calibration: dict[str, Any] = field(default_factory=dict)
     quantization: str = "none"
     source: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def window_samples(self) -> int:
-        return seconds_to_samples(self.window_seconds)
-
-    @property
-    def hop_samples(self) -> int:
-        return seconds_to_samples(self.hop_seconds)
 
     def threshold(self, word: str) -> float:
         return self.thresholds[word]

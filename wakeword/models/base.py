@@ -12,14 +12,14 @@ from typing import Any, ClassVar
 
 import torch
 
-from wakeword.audio import HOP_SECONDS, SAMPLE_RATE, WINDOW_SECONDS, seconds_to_samples
+from wakeword.audio import HOP_SECONDS, SAMPLE_RATE, WINDOW_SECONDS, WindowTiming
 from wakeword.metrics import logit, probability  # noqa: F401  (re-exported: the score scale)
 
 FORMAT_VERSION = 2  # 2: thresholds on the logit scale (1: probabilities, converted on load)
 
 
 @dataclass(frozen=True)
-class DetectorConfig:
+class DetectorConfig(WindowTiming):
     """Everything needed to rebuild a detector besides its weights (saved as config.json)."""
 
     family: str
@@ -41,14 +41,6 @@ class DetectorConfig:
             raise ValueError(f"sample_rate must be {SAMPLE_RATE}, got {self.sample_rate}")
         if not 0 < self.hop_seconds <= self.window_seconds:
             raise ValueError("need 0 < hop_seconds <= window_seconds")
-
-    @property
-    def window_samples(self) -> int:
-        return seconds_to_samples(self.window_seconds)
-
-    @property
-    def hop_samples(self) -> int:
-        return seconds_to_samples(self.hop_seconds)
 
     def threshold(self, word: str) -> float:
         """The word's calibrated threshold on the logit scale (0.0, i.e. probability 0.5, if never calibrated)."""
