@@ -93,6 +93,9 @@ def test_negative_audio_is_trained_on_mined_and_calibrated_on(tmp_path, tts, tin
     # the long audio's 10 s calibration segment + 30 s of long form + a few validation clips
     assert 40 / 3600 < calibration["negative_hours"] < 60 / 3600
     assert "calibrated on only" in calibration["warning"] and "WARNING" in out
+    # the synthetic near misses of the validation split are counted, not calibrated on (tests/test_calibration.py)
+    assert 0 <= calibration["accepted"] <= calibration["n_near_misses"]
+    assert f"of {calibration['n_near_misses']} synthetic near misses" in out
     assert report.calibration["words"][WORD] == calibration
     assert dataclasses.asdict(report.words[WORD])["fa_per_hour_high"] > 0  # every FA/h has its interval
 

@@ -4,6 +4,12 @@ Thresholds are set to `evaluate.target_fa_per_hour` on every negative the recipe
 use: the validation clips, the calibration quarter of `data.negative_audio` (see wakeword.data.long_audio),
 and `evaluate.calibration_minutes` of synthetic long-form speech in noise. A model calibrated on less than
 MIN_CALIBRATION_HOURS says so in its config, its report and the app.
+
+Synthetic near misses ("jarvik", "jar", "vis jar": NEAR_MISS_KINDS) do not set the threshold. They are made
+to sit next to the word, at a density no hour of real audio has: counted as hours of audio, the two or three
+that score like the word set the threshold above most real recordings of it (on the jarvis benchmark of issue
+17 they did so in every model: 42-77% of noisy real positives rejected, while the real negative audio and the
+real read speech scored far lower). They are reported instead: how many the threshold accepts, and which.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from wakeword.models.base import Detector, DetectorConfig
 from wakeword.recipes import Recipe
 
 MIN_CALIBRATION_HOURS = 0.5  # with no false accept in less audio, the 95% bound is above 6 per hour
+NEAR_MISS_KINDS = ("near", "partial", "reordered")  # synthetic confusables' meta["kind"] (wakeword.data.synth)
 
 ClipPair = tuple[Clip, Path]
 
@@ -48,6 +55,31 @@ def calibration_longform(recipe: Recipe) -> list[ClipPair]:
         if labels:
             pairs.append((clip.replace(labels=labels), dataset.root))
     return pairs
+
+
+def is_near_miss(clip: Clip) -> bool:
+    """A synthetic confusable made to sound almost like the word (never a user's recording)."""
+    return clip.source == "synth" and clip.meta.get("kind") in NEAR_MISS_KINDS
+
+
+def split_near_misses(pairs: Sequence[ClipPair], scored: Sequence[Scored]) -> tuple[list[Scored], list[Scored]]:
+    """(calibration clips, near misses) of scored validation `pairs` (same order). The near misses stay in
+    calibration when nothing else is a negative, so a threshold can still be set."""
+    near = [s for (clip, _), s in zip(pairs, scored, strict=True) if is_near_miss(clip)]
+    rest = [s for (clip, _), s in zip(pairs, scored, strict=True) if not is_near_miss(clip)]
+    if not any(0 in s.labels.values() for s in rest):
+        return list(scored), []
+    return rest, near
+
+
+def near_miss_record(config: DetectorConfig, near: Sequence[Scored], thresholds: dict[str, float]) -> dict:
+    """Per word: how many synthetic near misses there were and how many the threshold accepts."""
+    record = {}
+    for k, word in enumerate(config.wake_words):
+        clips = [s for s in near if s.labels.get(word) == 0]
+        accepted = sum(1 for s in clips if s.track.size and float(s.track[:, k].max()) >= thresholds[word])
+        record[word] = {"n_near_misses": len(clips), "accepted": accepted}
+    return record
 
 
 def score_long(model: Detector, pairs: Sequence[ClipPair]) -> list[Scored]:

@@ -19,7 +19,14 @@ import torch
 from tqdm.auto import tqdm
 
 from wakeword.audio import seconds_to_samples
-from wakeword.calibration import calibration_longform, calibration_record, negative_audio_pairs, score_long
+from wakeword.calibration import (
+    calibration_longform,
+    calibration_record,
+    near_miss_record,
+    negative_audio_pairs,
+    score_long,
+    split_near_misses,
+)
 from wakeword.checkpoint import save_detector
 from wakeword.data.clips import Clip, DataSet, normalize_word
 from wakeword.data.dataset import is_real, split_by_group
@@ -291,6 +298,30 @@ def _train_recipe(
     return report
 
 
+def _calibrate(
+    model: Detector, recipe: Recipe, splits: Splits, long_calibration: Sequence[ClipPair]
+) -> tuple[dict[str, float], dict[str, Any], list[Scored]]:
+    """(thresholds, the calibration record, every scored validation clip). Synthetic near misses are left out
+    of the FA/h calibration and reported (see wakeword.calibration)."""
+    config, target = model.config, recipe.evaluate.target_fa_per_hour
+    val_pairs = splits.val or splits.train
+    val_scored = score_pairs(model, val_pairs, "scoring validation")
+    val, near = split_near_misses(val_pairs, val_scored)
+    longform = calibration_longform(recipe)
+    calibration_set = val + score_long(model, [*long_calibration, *longform])
+    thresholds = calibrate(config, calibration_set, target, recipe.evaluate.refractory_seconds)
+    sources = (f"validation clips but {len(near)} synthetic near miss(es), {len(long_calibration)} segment(s) of "
+               f"negative audio, {len(longform)} segment(s) of synthetic long-form speech")  # fmt: skip
+    calibration = calibration_record(config, calibration_set, thresholds, recipe, sources)
+    for word, near_misses in near_miss_record(config, near, thresholds).items():
+        entry = calibration["words"][word]
+        entry.update(near_misses)
+        print(f"{word}: calibrated to {target:g} FA/h on {entry['negative_hours'] * 60:.1f} min of negatives; "
+              f"accepts {entry['accepted']} of {entry['n_near_misses']} synthetic near misses"
+              + (f" - WARNING: {entry['warning']}" if "warning" in entry else ""), flush=True)  # fmt: skip
+    return thresholds, calibration, val_scored
+
+
 def _calibrate_and_test(
     model: Detector,
     recipe: Recipe,
@@ -301,21 +332,11 @@ def _calibrate_and_test(
 ) -> dict[str, WordReport]:
     """Thresholds from the validation split plus all calibration audio (the negative audio's calibration
     part, the synthetic long form), then FRR / FA/h on the test split and a DET plot."""
-    config = model.config
-    refractory, target = recipe.evaluate.refractory_seconds, recipe.evaluate.target_fa_per_hour
+    config, refractory = model.config, recipe.evaluate.refractory_seconds
     with timed("calibration"):
-        val = score_pairs(model, splits.val or splits.train, "scoring validation")
-        longform = calibration_longform(recipe)
-        calibration_set = val + score_long(model, [*long_calibration, *longform])
-        thresholds = calibrate(config, calibration_set, target, refractory)
-    sources = (f"validation clips, {len(long_calibration)} segment(s) of negative audio, "
-               f"{len(longform)} segment(s) of synthetic long-form speech")  # fmt: skip
-    calibration = calibration_record(config, calibration_set, thresholds, recipe, sources)
-    for word, entry in calibration.get("words", {}).items():
-        print(f"{word}: calibrated to {target:g} FA/h on {entry['negative_hours'] * 60:.1f} min of negatives"
-              + (f" - WARNING: {entry['warning']}" if "warning" in entry else ""), flush=True)  # fmt: skip
+        thresholds, calibration, val = _calibrate(model, recipe, splits, long_calibration)
     with timed("test"):
-        test = score_pairs(model, splits.test or splits.val, "scoring test") if splits.test else val
+        test = score_pairs(model, splits.test, "scoring test") if splits.test else val
         words = {w: word_report(config, test, w, thresholds[w], refractory) for w in config.wake_words}
     model.config = model.config.replace(  # the model's own config: families fill in their defaults
         thresholds=thresholds,
