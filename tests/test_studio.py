@@ -453,3 +453,5 @@ def test_room_recording_is_negative_audio_not_a_clip(studio, tts):
     assert recipe.data.negative_audio == (str(studio.dataset_dir("rec") / clip.path),)
     warning = {"words": {WORD: {"negative_hours": 0.02, "warning": "calibrated on only 1.2 min of negative audio"}}}
     assert "Warning: calibrated on only 1.2 min" in calibration_markdown(warning)
+    near = {"words": {WORD: {"negative_hours": 0.6, "n_near_misses": 40, "accepted": 3}}}
+    assert "36.0 min of negative audio; it accepts 3 of 40 synthetic near misses" in calibration_markdown(near)

@@ -21,7 +21,7 @@ import torch
 
 from wakeword.data.augment import AugmentSettings
 from wakeword.data.clips import Clip
-from wakeword.data.dataset import WakeWordDataset, is_real
+from wakeword.data.dataset import WINDOWING_VERSION, WakeWordDataset, is_real
 from wakeword.data.long_audio import mine_windows
 from wakeword.models import get_family
 from wakeword.models.base import Detector
@@ -73,7 +73,7 @@ def _feature_key(model: Detector, windows: WakeWordDataset, n_views: int, seed: 
         encoder["mtime"] = os.stat(encoder["name"]).st_mtime_ns
     clips = [(str(root.resolve()), c.path, c.id, sorted(c.labels.items())) for c, root in windows.clips]
     parts = [encoder, model.config.window_seconds, windows.train, clips, n_views, seed, repr(augment)]
-    parts.append(windows.same_channel)
+    parts += [windows.same_channel, WINDOWING_VERSION]
     return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:24]
 
 

@@ -485,6 +485,8 @@ def calibration_markdown(calibration: dict[str, Any]) -> str:
     for word, entry in calibration.get("words", {}).items():
         minutes = 60 * entry.get("negative_hours", 0.0)
         line = f"- **{word}**: threshold set on {minutes:.1f} min of negative audio"
+        if entry.get("n_near_misses"):
+            line += f"; it accepts {entry['accepted']} of {entry['n_near_misses']} synthetic near misses (not counted)"
         if "warning" in entry:
             line += f". **Warning: {entry['warning']}.**"
         lines.append(line)

@@ -216,6 +216,21 @@ def test_speech_bounds_and_shift_never_cut_speech():
     assert speech_bounds(np.zeros(1000, dtype=np.float32)) == (0, 1000)
 
 
+def test_speech_bounds_leave_out_clicks_away_from_the_word():
+    """A real recording with a click 1 s before the word and a knock 1 s after it: the word is the loudest
+    utterance; sounds further than MAX_SPEECH_GAP_SECONDS from it are not part of it (hand-placed)."""
+    rng = np.random.default_rng(0)
+    word = syllables(0.6)
+    audio = padded(word, 1.3, 1.1) + 0.002 * rng.standard_normal(int(3.0 * SAMPLE_RATE)).astype(np.float32)
+    audio[int(0.2 * SAMPLE_RATE) : int(0.22 * SAMPLE_RATE)] += 0.05  # click
+    audio[int(2.8 * SAMPLE_RATE) : int(2.85 * SAMPLE_RATE)] += 0.03 * rng.standard_normal(800)  # knock
+    start, end = speech_bounds(audio)
+    assert start == pytest.approx(1.3 * SAMPLE_RATE, abs=320) and end == pytest.approx(1.9 * SAMPLE_RATE, abs=320)
+    # a pause inside one phrase is bridged: "hey" 0.3 s before "computer" stays in
+    phrase = np.concatenate([syllables(0.2), np.zeros(int(0.3 * SAMPLE_RATE), np.float32), syllables(0.5, 1)])
+    assert speech_bounds(padded(phrase, 0.5, 0.5)) == pytest.approx((8000, 8000 + len(phrase)), abs=320)
+
+
 def test_settings_validated():
     with pytest.raises(ValueError, match="snr_db"):
         AugmentSettings(snr_db=(10.0, 0.0))

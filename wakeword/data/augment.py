@@ -32,6 +32,7 @@ from wakeword.data.clips import AUDIO_SUFFIXES, Clip, DataSet, new_clip_id
 log = logging.getLogger(__name__)
 
 ACTIVE_FLOOR_DB = 40.0  # frames quieter than this below the loudest frame are silence, not speech
+MAX_SPEECH_GAP_SECONDS = 0.5  # a pause inside one utterance ("hey ... computer"); longer: something else
 COLOURS = ("white", "pink", "brown")
 STEPS = ("speed", "rir", "shift", "noise", "channel", "gain")  # the order augment_audio applies them in
 _EPS = 1e-12
@@ -111,11 +112,19 @@ def active_power(audio: np.ndarray, floor_db: float = ACTIVE_FLOOR_DB) -> float:
     return float(frame_power(audio)[mask].mean()) if mask.any() else 0.0
 
 
-def speech_bounds(audio: np.ndarray, floor_db: float = ACTIVE_FLOOR_DB, margin_db: float = 10.0) -> tuple[int, int]:
-    """Energy endpoint: (start, end) sample of the first and past the last active frame.
+def speech_bounds(
+    audio: np.ndarray,
+    floor_db: float = ACTIVE_FLOOR_DB,
+    margin_db: float = 10.0,
+    max_gap_seconds: float = MAX_SPEECH_GAP_SECONDS,
+) -> tuple[int, int]:
+    """Energy endpoint of the loudest utterance: (start, end) sample of its first and past its last active frame.
 
-    The threshold is `floor_db` below the loudest frame, raised to `margin_db` above the noise floor (the
-    10th percentile frame) for noisy recordings, but never above 20 dB below the peak. Silence: (0, n).
+    A frame is active `floor_db` below the loudest frame, raised to `margin_db` above the noise floor (the
+    10th percentile frame) for noisy recordings, but never above 20 dB below the peak. The utterance is the
+    run of active frames around the loudest one, bridging pauses up to `max_gap_seconds`: a click, a breath
+    or a knock further away from it is not speech (in a real recording it moved the "end" of the word to the
+    end of the clip, and the word's training window then held the room instead of the word). Silence: (0, n).
     """
     power = 10.0 * np.log10(frame_power(audio) + _EPS)
     peak = power.max(initial=-120.0)
@@ -123,7 +132,11 @@ def speech_bounds(audio: np.ndarray, floor_db: float = ACTIVE_FLOOR_DB, margin_d
     active = np.flatnonzero(power >= threshold) if peak > -110.0 else np.array([], dtype=int)
     if active.size == 0:
         return 0, len(audio)
-    return int(active[0] * HOP_LENGTH), int(min(len(audio), (active[-1] + 1) * HOP_LENGTH))
+    max_gap_frames = max(1, round(max_gap_seconds * SAMPLE_RATE / HOP_LENGTH))
+    runs = np.split(active, np.flatnonzero(np.diff(active) > max_gap_frames) + 1)
+    loudest = int(np.argmax(power))
+    run = next(r for r in runs if r[0] <= loudest <= r[-1])
+    return int(run[0] * HOP_LENGTH), int(min(len(audio), (run[-1] + 1) * HOP_LENGTH))
 
 
 def limit_peak(audio: np.ndarray, peak: float = 0.99) -> np.ndarray:

@@ -45,6 +45,8 @@ SAME_CHANNEL_KINDS = ("background", "cut-start", "cut-end", "reversed")
 CUT_FRACTION = (0.35, 0.65)  # where a cut falls in the word, as a share of its length (middle when not training)
 MIN_BACKGROUND_SECONDS = 0.25  # less audio around the word than this: the reversed word stands in for it
 SPEECH_MARGIN_SECONDS = 0.1  # kept away from the word's energy bounds when taking its background
+# how windows are cut from clips: cached encoded training views (wakeword.fitting) are keyed by it
+WINDOWING_VERSION = 2  # 2: the word is the loudest utterance (augment.speech_bounds), not first-to-last sound
 
 
 def is_real(clip: Clip) -> bool:
