@@ -23,7 +23,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Sequence
+import shutil
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +38,7 @@ from wakeword.models.base import Detector
 
 SEGMENT_SECONDS = 30.0  # one clip of long audio: long enough for many windows, short enough to shuffle
 CALIBRATION_EVERY = 4  # every 4th segment (25%) calibrates and never trains
+COMPLETE_MARKER = ".complete"  # written last into a cached data set's folder: the build finished
 LONGFORM_VERSION = 1  # bump when the synthetic long-form recipe changes: its cache key includes this
 SENTENCE_GAP_SECONDS = (0.2, 1.5)  # pauses between synthetic sentences
 LONGFORM_SNR_DB = (5.0, 30.0)  # speech over background noise in the synthetic long form
@@ -77,9 +79,11 @@ def segment_long_audio(paths: Sequence[str | os.PathLike]) -> DataSet:
     files = long_audio_files(paths)
     stamp = [(str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
     root = _cache_root() / "negative-audio" / _key([stamp, SEGMENT_SECONDS, CALIBRATION_EVERY])
-    if (root / "clips.jsonl").is_file() and DataSet(root).clips():
-        return DataSet(root)
-    dataset, step, n = DataSet.create(root), seconds_to_samples(SEGMENT_SECONDS), 0
+    return _built_once(root, lambda dataset: _cut_segments(files, dataset))
+
+
+def _cut_segments(files: Sequence[Path], dataset: DataSet) -> None:
+    step, n = seconds_to_samples(SEGMENT_SECONDS), 0
     for path in tqdm(files, desc="cutting negative audio", leave=False):
         audio, clips = load_audio(path), []
         for start in range(0, len(audio), step):
@@ -91,7 +95,22 @@ def segment_long_audio(paths: Sequence[str | os.PathLike]) -> DataSet:
             clips.append(dataset.make_clip(piece, {}, "corpus", meta=meta, clip_id=f"seg{n:06d}"))
             n += 1
         dataset.add_clips(clips)
-    return dataset
+
+
+def _built_once(root: Path, build: Callable[[DataSet], None]) -> DataSet:
+    """The cached data set at `root`, built by `build` into a staging folder that is renamed into place
+    only when complete: an interrupted build is never taken for a finished one (one was: a 30-minute
+    calibration set that held 18.5 minutes). Folders from before COMPLETE_MARKER are rebuilt; their files
+    are made the same way, so the encoder-frame cache (keyed by file content) still holds their frames."""
+    if (root / COMPLETE_MARKER).is_file():
+        return DataSet(root)
+    staging = root.with_name(f".{root.name}.{os.getpid()}.building")
+    shutil.rmtree(staging, ignore_errors=True)
+    build(DataSet.create(staging))
+    (staging / COMPLETE_MARKER).write_text("", encoding="utf-8")
+    shutil.rmtree(root, ignore_errors=True)
+    os.replace(staging, root)
+    return DataSet(root)
 
 
 def build_synthetic_longform(minutes: float, seed: int = 0, noise_dirs: Sequence[str] = ()) -> DataSet:
@@ -101,18 +120,20 @@ def build_synthetic_longform(minutes: float, seed: int = 0, noise_dirs: Sequence
     segment is mixed with background noise (noise_dirs, else coloured noise and babble) at a random SNR
     and passed through a random recording channel. A clip's text lists its sentences, joined by " | ".
     """
+    parts = [LONGFORM_VERSION, float(minutes), seed, sorted(map(str, noise_dirs)), SEGMENT_SECONDS]
+    root = _cache_root() / "longform" / _key(parts)
+    return _built_once(root, lambda dataset: _synthesise_longform(dataset, minutes, seed, noise_dirs))
+
+
+def _synthesise_longform(dataset: DataSet, minutes: float, seed: int, noise_dirs: Sequence[str]) -> None:
     from wakeword.data.lexicon import load_lexicon
     from wakeword.data.synth import EspeakBackend, SynthSettings, draw_voice_settings
 
-    parts = [LONGFORM_VERSION, float(minutes), seed, sorted(map(str, noise_dirs)), SEGMENT_SECONDS]
-    root = _cache_root() / "longform" / _key(parts)
-    if (root / "clips.jsonl").is_file() and DataSet(root).clips():
-        return DataSet(root)
     rng = np.random.default_rng([seed, 0x10F0])
     n_segments = max(1, int(np.ceil(minutes * 60 / SEGMENT_SECONDS)))
     backend, lexicon = EspeakBackend(), load_lexicon()
     noise = build_noise_bank(AugmentSettings(noise_dirs=tuple(noise_dirs)))
-    dataset, step = DataSet.create(root), seconds_to_samples(SEGMENT_SECONDS)
+    step = seconds_to_samples(SEGMENT_SECONDS)
     for index in tqdm(range(n_segments), desc="synthesising long-form negatives", leave=False):
         pieces, texts, length = [], [], 0
         while length < step:
@@ -130,7 +151,6 @@ def build_synthetic_longform(minutes: float, seed: int = 0, noise_dirs: Sequence
         meta = {"noise": kind, "part": "calibration"}
         dataset.add_clips([dataset.make_clip(audio, {}, "synth", text=" | ".join(texts), meta=meta,
                                              clip_id=f"long{index:05d}")])  # fmt: skip
-    return dataset
 
 
 def says_any(clip: Clip, words: Sequence[str]) -> bool:
