@@ -4,11 +4,13 @@ The exported folder holds:
 
 - `model.onnx`: the whole detector as one graph, audio window in, one LOGIT per wake word out:
   input `audio` (batch, window_samples) float32 16 kHz, output `logits` (batch, n_words) float32. The
-  log-mel front end is inside the graph (its STFT as a convolution with fixed DFT kernels), and for the
-  transfer family the encoder and the head together. With `int8`, the weights of the matrix products after
-  the front end are dynamically quantised to int8 (onnxruntime.quantization; activations are quantised
-  per call). Convolutions stay float32 (onnxruntime's int8 convolution was slower), and so does the
-  front end: a log of int8-rounded power would lose the quiet bins.
+  log-mel front end is inside the graph (its STFT as two matrix products with fixed, half-folded DFT
+  matrices, the mel filterbank as a third), and for the transfer family the encoder and the head together.
+  With `int8`, the weights of the matrix products after the front end are dynamically quantised to int8
+  (onnxruntime.quantization; activations are quantised per call). Whisper's two convolutions are exported
+  as matrix products for this (MatMulConv1d) and quantised too; other convolutions stay float32
+  (onnxruntime's int8 convolution was slower), and so does the front end: a log of int8-rounded power
+  would lose the quiet bins.
 - `runtime.json`: what the runtime needs besides the graph (words, window, hop, thresholds and their
   scale, calibration, the default refractory period) and the sha256 of the source model's files.
 
