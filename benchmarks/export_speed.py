@@ -12,7 +12,8 @@ Both stream `--seconds` of real speech (speechocean762 sentences from ../shared/
 as a live microphone does: one 1.5 s window scored per hop. Real-time factor = compute seconds / audio
 seconds (0.05 = 5% of one core). Peak RSS is the process's VmHWM after streaming.
 Compute seconds are the process's CPU time (best of 3 passes); the machine has 2 cores shared with other
-work, so figures may be pessimistic. int8 quantises matrix products only (see wakeword/export.py).
+work, so figures may be pessimistic (each row records the 1-minute load average before and after it).
+int8 quantises matrix products only, Whisper's convolutions exported as such (see wakeword/export.py).
 
 Results: benchmarks/results/export.json and export.png.
 """
@@ -127,6 +128,7 @@ def model_mb(backend: str, folder: Path, n_parameters: int | None) -> float:
 def measure(name: str, folders: dict[str, Path], seconds: float) -> dict:
     rows = {}
     for backend in BACKENDS:
+        load_before = os.getloadavg()[0]
         command = [sys.executable, __file__, "--worker", backend, str(folders[backend]), "--seconds", str(seconds)]
         output = subprocess.run(
             command, capture_output=True, text=True, check=True, env=os.environ | {"OMP_NUM_THREADS": "1"}
@@ -135,6 +137,7 @@ def measure(name: str, folders: dict[str, Path], seconds: float) -> dict:
         n_parameters = row.pop("n_parameters") or rows.get("torch", {}).get("n_parameters")
         rows[backend] = row | {"model_mb": round(model_mb(backend, folders[backend], n_parameters), 2)}
         rows[backend]["n_parameters"] = n_parameters
+        rows[backend]["load_average_1min"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]  # before, after
         print(name, backend, rows[backend], flush=True)
     return rows
 

@@ -10,8 +10,8 @@ import torch
 
 from wakeword.checkpoint import save_detector
 from wakeword.cli import main
-from wakeword.export import ExportError, export_detector, front_end_nodes
-from wakeword.features import stft_power, stft_power_conv
+from wakeword.export import ExportError, MatMulConv1d, export_detector, front_end_nodes
+from wakeword.features import stft_power, stft_power_frames
 from wakeword.models import get_family
 from wakeword.models.base import DetectorConfig
 
@@ -47,9 +47,9 @@ def onnx_logits(folder, windows: np.ndarray) -> np.ndarray:
     return session.run(None, {"audio": windows})[0]
 
 
-def test_conv_stft_equals_torch_stft(tts):
+def test_matmul_stft_equals_torch_stft(tts):
     audio = torch.from_numpy(np.stack([tts("jarvis")[:8000], 0.5 * np.random.default_rng(0).random(8000)]))
-    expected, got = stft_power(audio.float()), stft_power_conv(audio.float())
+    expected, got = stft_power(audio.float()), stft_power_frames(audio.float()).transpose(1, 2)
     assert got.shape == expected.shape
     assert float((got - expected).abs().max() / expected.abs().max()) < 1e-4
 
@@ -67,6 +67,15 @@ def test_float32_graph_equals_torch_on_speech(tmp_path, tts, tiny_whisper_dir, f
     assert np.ptp(expected, axis=0).min() > 5e-3  # windows differ by 50x the tolerance: equality means something
     assert np.abs(got - expected).max() <= 1e-4
     assert report.max_abs_logit_difference <= 1e-4 and not report.int8
+
+
+@pytest.mark.parametrize(("stride", "padding", "bias"), [(1, 1, True), (2, 1, True), (2, 0, False)])
+def test_matmul_conv1d_equals_conv1d(stride, padding, bias):
+    torch.manual_seed(0)
+    conv = torch.nn.Conv1d(8, 16, 3, stride=stride, padding=padding, bias=bias)
+    x = torch.randn(2, 8, 31)
+    with torch.no_grad():
+        assert torch.allclose(MatMulConv1d(conv)(x), conv(x), atol=1e-5)
 
 
 def test_runtime_json_describes_the_model(tmp_path):
@@ -88,7 +97,8 @@ def test_int8_quantises_weights_but_not_the_front_end(tmp_path, tts, tiny_whispe
 
     ops = {node.op_type for node in onnx.load(str(tmp_path / "int8" / "model.onnx")).graph.node}
     assert "MatMulInteger" in ops and report.int8
-    assert len(front_end_nodes(tmp_path / "int8" / "model.onnx")) == 2  # the DFT conv and the mel product stay
+    assert "Conv" not in ops  # whisper's two convolutions are matrix products (MatMulConv1d), quantised too
+    assert len(front_end_nodes(tmp_path / "int8" / "model.onnx")) == 3  # the two DFT products and the mel product stay
     windows = speech_windows(tts, model.config.window_samples)
     fp32, int8 = onnx_logits(tmp_path / "fp32", windows), onnx_logits(tmp_path / "int8", windows)
     assert 0 < np.abs(fp32 - int8).max() < 0.1 * max(1.0, np.abs(fp32).max())

@@ -4,11 +4,13 @@ The exported folder holds:
 
 - `model.onnx`: the whole detector as one graph, audio window in, one LOGIT per wake word out:
   input `audio` (batch, window_samples) float32 16 kHz, output `logits` (batch, n_words) float32. The
-  log-mel front end is inside the graph (its STFT as a convolution with fixed DFT kernels), and for the
-  transfer family the encoder and the head together. With `int8`, the weights of the matrix products after
-  the front end are dynamically quantised to int8 (onnxruntime.quantization; activations are quantised
-  per call). Convolutions stay float32 (onnxruntime's int8 convolution was slower), and so does the
-  front end: a log of int8-rounded power would lose the quiet bins.
+  log-mel front end is inside the graph (its STFT as two matrix products with fixed, half-folded DFT
+  matrices, the mel filterbank as a third), and for the transfer family the encoder and the head together.
+  With `int8`, the weights of the matrix products after the front end are dynamically quantised to int8
+  (onnxruntime.quantization; activations are quantised per call). Whisper's two convolutions are exported
+  as matrix products for this (MatMulConv1d) and quantised too; other convolutions stay float32
+  (onnxruntime's int8 convolution was slower), and so does the front end: a log of int8-rounded power
+  would lose the quiet bins.
 - `runtime.json`: what the runtime needs besides the graph (words, window, hop, thresholds and their
   scale, calibration, the default refractory period) and the sha256 of the source model's files.
 
@@ -34,8 +36,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from wakeword.audio import N_MELS
 from wakeword.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_detector, read_config
-from wakeword.features import dft_kernels, mel_filters
+from wakeword.features import dft_matrices, mel_filters
 from wakeword.models.base import Detector, DetectorConfig
 from wakeword.runtime import ONNX_FILE, RUNTIME_FILE, RUNTIME_FORMAT_VERSION
 
@@ -83,7 +86,7 @@ def export_detector(model_dir: str | os.PathLike, out_dir: str | os.PathLike, in
     staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
     try:
         graph = staging / ONNX_FILE
-        export_graph(detector, graph)
+        export_graph(matmul_convolutions(detector) if int8 else detector, graph)
         if int8:
             quantize_int8(graph, graph)
         difference = check_graph(detector, graph, tolerance=None if int8 else CHECK_TOLERANCE)
@@ -136,6 +139,9 @@ def export_graph(detector: Detector, path: Path) -> Path:
     """Trace `detector` (audio (batch, window_samples) -> logits (batch, n_words)) into an ONNX file."""
     example = torch.zeros(2, detector.config.window_samples)
     detector = detector.eval()
+    # the front end's fixed matrices are cached on first use; made first inside the trace, the ops that
+    # compute them would be recorded into the graph and rerun on every call (about 5% of int8 whisper-tiny)
+    dft_matrices(), mel_filters(N_MELS)
     with warnings.catch_warnings(), torch.no_grad():
         # the TorchScript exporter is deprecated in favour of torch.export, which needs onnxscript;
         # it exports these graphs exactly (checked by check_graph) without the extra dependency
@@ -153,13 +159,56 @@ def export_graph(detector: Detector, path: Path) -> Path:
     return path
 
 
+class MatMulConv1d(torch.nn.Module):
+    """A Conv1d as one matrix product of stacked shifted slices of its input with the flattened kernel:
+    the same numbers, but a MatMul, which --int8 quantises (onnxruntime's int8 convolution was slower)."""
+
+    def __init__(self, conv: torch.nn.Conv1d) -> None:
+        super().__init__()
+        if conv.groups != 1 or conv.dilation != (1,) or conv.padding_mode != "zeros" or isinstance(conv.padding, str):
+            raise ExportError(f"MatMulConv1d handles plain convolutions only, not {conv}")
+        (self.kernel,), (self.stride,), (self.padding,) = conv.kernel_size, conv.stride, conv.padding
+        out_channels, in_channels, _ = conv.weight.shape
+        # row j * in_channels + c of the matrix is conv.weight[:, c, j], matching the slices' concatenation
+        matrix = conv.weight.detach().permute(2, 1, 0).reshape(self.kernel * in_channels, out_channels)
+        self.register_buffer("matrix", matrix.clone())
+        self.register_buffer("bias", None if conv.bias is None else conv.bias.detach().clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (batch, channels, time) as Conv1d
+        x = torch.nn.functional.pad(x, (self.padding, self.padding)).transpose(1, 2)
+        # slice j holds input steps j, j + stride, ... up to the last output's; ends counted from the end
+        # (no arithmetic on the traced length, which would stay in the graph as shape ops)
+        ends = [j - self.kernel + 1 or None for j in range(self.kernel)]
+        columns = torch.cat([x[:, j : ends[j] : self.stride] for j in range(self.kernel)], dim=2)
+        y = columns @ self.matrix
+        return (y if self.bias is None else y + self.bias).transpose(1, 2)
+
+
+def matmul_convolutions(detector: Detector) -> Detector:
+    """A copy of `detector` for int8 export, with the Whisper encoder's two convolutions as MatMulConv1d.
+
+    Only there: that took whisper-tiny.en's int8 window from 4.0 to 3.5 ms (one thread), while the same
+    change made the speech-embedding encoder's many small convolutions slower (2.7 -> 3.5 ms) and did not
+    make e2e's int8 graph faster than its float32 one (benchmarks/export_speed.py, docs/export.md)."""
+    import copy
+
+    from wakeword.encoders.whisper import WhisperEncoder
+
+    detector = copy.deepcopy(detector)
+    for module in detector.modules():
+        if isinstance(module, WhisperEncoder):
+            for name in ("conv1", "conv2"):
+                setattr(module.encoder, name, MatMulConv1d(getattr(module.encoder, name)))
+    return detector
+
+
 def front_end_nodes(path: Path) -> list[str]:
     """Names of the graph nodes that read the fixed DFT kernels or mel filters (kept float32 in int8)."""
     import onnx
     from onnx import numpy_helper
 
     model = onnx.load(str(path))
-    fixed = [dft_kernels().numpy(), mel_filters().numpy(), mel_filters().numpy().T]
+    fixed = [*(m.numpy() for m in dft_matrices()), mel_filters().numpy(), mel_filters().numpy().T]
     constants = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
     for node in model.graph.node:
         if node.op_type == "Constant":

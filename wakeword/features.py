@@ -38,13 +38,20 @@ def n_frames(n_samples: int) -> int:
 
 
 @lru_cache(maxsize=2)
-def dft_kernels() -> torch.Tensor:
-    """Hann-windowed DFT as convolution weights, (2 * N_FREQS, 1, N_FFT): cosines, then minus sines."""
-    n = torch.arange(N_FFT, dtype=torch.float64)
-    k = torch.arange(N_FREQS, dtype=torch.float64)[:, None]
-    angle = 2 * torch.pi * k * n / N_FFT
-    window = torch.hann_window(N_FFT, periodic=True, dtype=torch.float64)
-    return (torch.cat([torch.cos(angle), -torch.sin(angle)]) * window)[:, None].float()
+def dft_matrices() -> tuple[torch.Tensor, torch.Tensor]:
+    """The Hann-windowed real DFT folded in half: (cosines (N_FFT // 2, N_FREQS), minus sines (N_FFT // 2 - 1,
+    N_FREQS)), for frame samples n = 1..N_FFT/2 and n = 1..N_FFT/2 - 1.
+
+    The periodic Hann window and the cosines are symmetric about N_FFT / 2 and the sines antisymmetric, and
+    the window is 0 at n = 0, so the real part is the cosines times x[n] + x[N_FFT - n] (and x[N_FFT / 2]
+    once) and the imaginary part the sines times x[n] - x[N_FFT - n]: half the multiplications of the full
+    (N_FFT, 2 * N_FREQS) product, the same numbers to float32 rounding."""
+    n = torch.arange(1, N_FFT // 2 + 1, dtype=torch.float64)[:, None]
+    k = torch.arange(N_FREQS, dtype=torch.float64)
+    window = torch.hann_window(N_FFT, periodic=True, dtype=torch.float64)[1 : N_FFT // 2 + 1, None]
+    cosines = window * torch.cos(2 * torch.pi * n * k / N_FFT)
+    sines = -(window * torch.sin(2 * torch.pi * n * k / N_FFT))[:-1]
+    return cosines.float(), sines.float()
 
 
 def stft_power(batch: torch.Tensor) -> torch.Tensor:
@@ -54,13 +61,25 @@ def stft_power(batch: torch.Tensor) -> torch.Tensor:
     return stft[..., :-1].abs() ** 2
 
 
-def stft_power_conv(batch: torch.Tensor) -> torch.Tensor:
-    """The same as stft_power, as one conv1d with fixed DFT kernels: real-valued ops only, so it exports
-    to ONNX (torch.stft's complex output does not) and runs in any ONNX runtime."""
-    padded = torch.nn.functional.pad(batch[:, None], (N_FFT // 2, N_FFT // 2), mode="reflect")
-    kernels = dft_kernels().to(device=batch.device, dtype=batch.dtype)
-    spectrum = torch.nn.functional.conv1d(padded, kernels, stride=HOP_LENGTH)[..., :-1]
-    return spectrum[:, :N_FREQS] ** 2 + spectrum[:, N_FREQS:] ** 2
+def stft_power_frames(batch: torch.Tensor) -> torch.Tensor:
+    """|STFT|^2 like stft_power but time-major, (batch, n_samples // HOP_LENGTH, N_FREQS), computed as two
+    matrix products of the audio frames with fixed Hann-windowed DFT matrices (dft_matrices):
+    real-valued ops only, so it exports to ONNX (torch.stft's complex output does not), and plain MatMuls
+    are the cheapest STFT there.
+
+    Frames are cut without a gather: the padded audio is reshaped into hop-sized chunks, and frame i is
+    chunks i and i+1 and the first N_FFT - 2 * HOP_LENGTH samples of chunk i+2."""
+    n_frames = batch.shape[-1] // HOP_LENGTH
+    padded = torch.nn.functional.pad(batch[:, None], (N_FFT // 2, N_FFT // 2), mode="reflect")[:, 0]
+    chunks = padded[:, : (n_frames + 2) * HOP_LENGTH].reshape(batch.shape[0], n_frames + 2, HOP_LENGTH)
+    tail = N_FFT - 2 * HOP_LENGTH
+    frames = torch.cat([chunks[:, :n_frames], chunks[:, 1 : n_frames + 1], chunks[:, 2:, :tail]], dim=2)
+    half = N_FFT // 2
+    mirrored = frames[..., half + 1 :].flip(-1)  # x[N_FFT - n] for n = 1..half - 1
+    cosines, sines = (m.to(device=batch.device, dtype=batch.dtype) for m in dft_matrices())
+    even = torch.cat([frames[..., 1:half] + mirrored, frames[..., half : half + 1]], dim=-1)
+    real, imaginary = even @ cosines, (frames[..., 1:half] - mirrored) @ sines
+    return real**2 + imaginary**2
 
 
 def log_mel(audio: torch.Tensor, n_mels: int = N_MELS) -> torch.Tensor:
@@ -69,13 +88,15 @@ def log_mel(audio: torch.Tensor, n_mels: int = N_MELS) -> torch.Tensor:
     audio: (n_samples,) or (batch, n_samples) float32 at 16 kHz.
     Returns (n_mels, n_frames) or (batch, n_mels, n_frames), n_frames = n_samples // 160.
     Differentiable with respect to `audio`. While torch.onnx.export traces it, the STFT runs as a
-    convolution (stft_power_conv), which equals torch.stft to float32 rounding.
+    matrix product (stft_power_frames), which equals torch.stft to float32 rounding.
     """
     squeeze = audio.dim() == 1
     batch = audio.unsqueeze(0) if squeeze else audio
-    power = stft_power_conv(batch) if torch.onnx.is_in_onnx_export() else stft_power(batch)  # (batch, F, T)
     filters = mel_filters(n_mels).to(device=batch.device, dtype=batch.dtype)
-    mel = torch.einsum("bft,fm->bmt", power, filters)
+    if torch.onnx.is_in_onnx_export():
+        mel = (stft_power_frames(batch) @ filters).transpose(1, 2)  # matrix products only (see stft_power_frames)
+    else:
+        mel = torch.einsum("bft,fm->bmt", stft_power(batch), filters)
     log_spec = torch.clamp(mel, min=1e-10).log10()
     per_sample_max = log_spec.amax(dim=(1, 2), keepdim=True)
     log_spec = torch.maximum(log_spec, per_sample_max - LOG_FLOOR_RANGE)
