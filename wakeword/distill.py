@@ -109,13 +109,16 @@ def _stream_hops(stage2: Detector, pairs: Sequence[ClipPair], per_clip: int, see
 
 
 def _audio_windows(files: Sequence[Path], config: DetectorConfig, limit: int, seed: int) -> np.ndarray:
-    """At most `limit` windows (n, window_samples) spread over long files, drawn at random hop positions."""
+    """At most `limit` windows (n, window_samples) spread over long files: each file's stream start (the
+    windows that straddle the zero padding and the audio, seen whenever a stream starts), then random hops."""
     if not files or limit <= 0:
         return np.zeros((0, config.window_samples), np.float32)
     rng, per_file, out = np.random.default_rng(seed), max(1, limit // len(files)), []
+    start = round(config.window_seconds / config.hop_seconds)
     for path in files:
         windows = stream_windows(load_audio(path), config.window_samples, config.hop_samples)
-        rows = np.sort(rng.choice(len(windows), min(per_file, len(windows)), replace=False))
+        rest = rng.choice(np.arange(start, len(windows)), max(0, min(per_file, len(windows)) - start), replace=False)
+        rows = np.concatenate([np.arange(min(start, per_file, len(windows))), np.sort(rest)])
         out.append(np.array(windows[rows]))
     return np.concatenate(out)[:limit]
 
