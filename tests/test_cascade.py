@@ -239,3 +239,25 @@ def test_transfer_stage2_round_trip(cascade, tiny_whisper_dir, tmp_path):
     audio = torch.from_numpy(_noise(1.5, 13)[None])
     torch.testing.assert_close(again.stage2.score(audio), built.stage2.score(audio))
     torch.testing.assert_close(again.score(audio), built.score(audio))
+
+
+def test_export_refuses_a_cascade_and_says_why(trained, tmp_path):
+    from wakeword.export import ExportError, export_detector
+
+    with pytest.raises(ExportError, match="second stage runs only"):
+        export_detector(trained[0], tmp_path / "out")
+
+
+def test_evaluate_and_mine_read_a_cascade_without_knowing(trained, tmp_path, tts):
+    from wakeword.evaluate import evaluate_folders
+    from wakeword.mining import MineSettings, mine
+
+    for folder, texts in (("pos", [WORD]), ("neg", ["good morning", "open the window"])):
+        (tmp_path / folder).mkdir()
+        for i, text in enumerate(texts):
+            sf.write(tmp_path / folder / f"{i}.wav", tts(text, variant="f3"), SAMPLE_RATE)
+    report = evaluate_folders(load_detector(trained[0]), tmp_path / "pos", tmp_path / "neg")
+    assert report["n_positive"] == 1 and report["n_negative"] == 2
+    sf.write(tmp_path / "room.wav", np.concatenate([_speech(tts, 4), _noise(3, 14)]), SAMPLE_RATE)
+    mined = mine(trained[0], [tmp_path / "room.wav"], tmp_path / "mined", MineSettings(threshold=-20.0))
+    assert mined.n_activations >= 1 and mined.n_added == len(DataSet(tmp_path / "mined").clips())
