@@ -41,8 +41,10 @@ SAMPLE_RATE = 16000
 BLOCK_SECONDS = 3.2
 TRAIN_OVERRIDES = [  # reduced for a shared 2-core machine: one view, few epochs, capped clips
     "wake_words=[jarvis]", "data.synth=null", "train.n_views=1", "train.epochs=15", "train.patience=5",
-    "evaluate.calibration_minutes=0", "data.mining_rounds=0", "model.cascade.max_distill_windows=3000",
+    "evaluate.calibration_minutes=0", "data.mining_rounds=0", "model.cascade.max_distill_windows=1500",
+    "model.cascade.max_stream_clips=60",
 ]  # fmt: skip
+STAGE2 = CACHE / "stage2"  # a stage 2 trained by an earlier `train` run (copied from the cascade's staging folder)
 
 
 def _speechocean(half: int) -> list[Path]:
@@ -85,6 +87,8 @@ def train() -> None:
     data, speech, negative = build_data()
     overrides = [*TRAIN_OVERRIDES, f"data.train=[{data}]", f"model.cascade.distill_audio=[{speech}]",
                  f"data.negative_audio=[{negative}]", f"data.noise_dirs=[{SHARED / 'noise'}]"]  # fmt: skip
+    if (STAGE2 / "config.json").exists():  # reuse it: stage 2 alone takes most of the time on a shared machine
+        overrides.append(f"model.cascade.stage2_model={STAGE2}")
     started = time.monotonic()
     report = train_recipe(load_recipe(REPO / "recipes" / "cascade.yaml", overrides), MODEL)
     summary = {"train_seconds": round(time.monotonic() - started), "overrides": TRAIN_OVERRIDES,

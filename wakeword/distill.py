@@ -93,19 +93,27 @@ def _labelled_windows(dataset: WakeWordDataset, n_views: int) -> tuple[np.ndarra
     return np.stack(audio), np.stack(labels), np.stack(mask)
 
 
-def _stream_hops(stage2: Detector, pairs: Sequence[ClipPair], per_clip: int, seed: int) -> np.ndarray:
-    """Streaming windows of clips (padded as evaluated): every hop near or above stage 2's threshold,
-    plus `per_clip` other hops per clip; shape (n, window_samples)."""
-    config, rng, kept = stage2.config, np.random.default_rng(seed), []
+def _stream_hops(
+    stage2: Detector, pairs: Sequence[ClipPair], per_clip: int, limit: int | None, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Streaming windows of positive clips (padded as evaluated) and their stage-2 logits: every hop near or
+    above stage 2's threshold, plus `per_clip` other hops per clip, from at most `limit` clips;
+    shapes (n, window_samples) and (n, n_words)."""
+    config, rng, kept, scores = stage2.config, np.random.default_rng(seed), [], []
     ceiling = np.array([config.threshold(w) for w in config.wake_words]) - NEAR_THRESHOLD
-    for clip, root in pairs:
+    positives = [p for p in pairs if any(p[0].labels.values())]
+    for clip, root in positives[:limit] if limit is not None else positives:
         windows = stream_windows(padded_clip(config, load_audio(root / clip.path)), config.window_samples,
                                  config.hop_samples)  # fmt: skip
-        near = (_teacher(stage2, windows) >= ceiling).any(axis=1)
+        teacher = _teacher(stage2, windows)
+        near = (teacher >= ceiling).any(axis=1)
         others = np.flatnonzero(~near)
         chosen = np.concatenate([np.flatnonzero(near), rng.choice(others, min(per_clip, len(others)), replace=False)])
         kept.append(np.array(windows[np.sort(chosen)]))
-    return np.concatenate(kept) if kept else np.zeros((0, config.window_samples), np.float32)
+        scores.append(teacher[np.sort(chosen)])
+    if not kept:
+        return np.zeros((0, config.window_samples), np.float32), np.zeros((0, len(config.wake_words)))
+    return np.concatenate(kept), np.concatenate(scores)
 
 
 def _audio_windows(files: Sequence[Path], config: DetectorConfig, limit: int, seed: int) -> np.ndarray:
@@ -136,16 +144,19 @@ def distillation_set(cascade: CascadeDetector, recipe: Recipe, pairs: Sequence[C
     dataset = WakeWordDataset(list(pairs), words, cascade.config.window_seconds, train=train, augment=augment,
                               seed=recipe.train.seed)  # fmt: skip
     audio, labels, mask = _labelled_windows(dataset, recipe.train.n_views if train else 1)
-    streamed = _stream_hops(stage2, pairs, spec.stream_hops_per_clip, recipe.train.seed)
-    parts = [(audio, labels, mask), (streamed, *_unlabelled(len(streamed), len(words)))]
+    limit = spec.max_stream_clips if train or spec.max_stream_clips is None else max(1, spec.max_stream_clips // 4)
+    streamed, streamed_teacher = _stream_hops(stage2, pairs, spec.stream_hops_per_clip, limit, recipe.train.seed)
+    parts = [(audio, labels, mask)]
     if train:
-        limit = spec.max_distill_windows
-        unknown = _audio_windows(_folders_files(spec.distill_audio), stage2.config, limit // 2, recipe.train.seed)
-        negative = _audio_windows(list(negative_files), stage2.config, limit - len(unknown), recipe.train.seed + 1)
+        n = spec.max_distill_windows
+        unknown = _audio_windows(_folders_files(spec.distill_audio), stage2.config, n // 2, recipe.train.seed)
+        negative = _audio_windows(list(negative_files), stage2.config, n - len(unknown), recipe.train.seed + 1)
         parts += [(unknown, *_unlabelled(len(unknown), len(words))), (negative, *_negatives(len(negative), len(words)))]
     audio = np.concatenate([p[0] for p in parts])
-    return DistillSet(audio, _teacher(stage2, audio), np.concatenate([p[1] for p in parts]),
-                      np.concatenate([p[2] for p in parts]))  # fmt: skip
+    teacher = np.concatenate([_teacher(stage2, audio), streamed_teacher])  # streamed hops: scored already
+    labels = np.concatenate([*(p[1] for p in parts), _unlabelled(len(streamed), len(words))[0]])
+    mask = np.concatenate([*(p[2] for p in parts), _unlabelled(len(streamed), len(words))[1]])
+    return DistillSet(np.concatenate([audio, streamed]), teacher, labels, mask)
 
 
 def _unlabelled(n: int, n_words: int) -> tuple[np.ndarray, np.ndarray]:
@@ -214,9 +225,14 @@ def distill(cascade: CascadeDetector, recipe: Recipe, train_pairs: Sequence[Clip
 # -- the gate ---------------------------------------------------------------------------------------------------
 
 
-def _tracks(detector: Detector, signals: Callable[[], Iterator[np.ndarray]]) -> list[np.ndarray]:
-    """Each signal's logits (n_hops, n_words), in order."""
-    return list(score_signals(detector, signals()))
+def _stage2_tracks(detector: Detector, clips: Sequence[ClipPair], long_audio: Sequence[ClipPair]) -> list[np.ndarray]:
+    """Stage 2's score tracks (n_hops, n_words) of clips (padded as evaluated) then long audio (streamed
+    whole). A frozen encoder's frames come from the disk cache that stage 2's own calibration filled."""
+    from wakeword.calibration import score_long
+    from wakeword.pipeline import score_pairs
+
+    scored = [*score_pairs(detector, clips, "gate: scoring validation"), *score_long(detector, long_audio)]
+    return [np.asarray(s.track) for s in scored]
 
 
 def gate_for(first: np.ndarray, firing: np.ndarray, recall: float, slack: float) -> float:
@@ -236,12 +252,15 @@ def calibrate_gate(cascade: CascadeDetector, spec: CascadeSpec, clips: Sequence[
     """Gate per word from validation clips (padded as evaluated) and calibration audio (streamed whole)."""
     config = cascade.config
 
-    def signals() -> Iterator[np.ndarray]:
+    def signals() -> Iterator[np.ndarray]:  # stage 1 reads the end of the cascade's windows: pad as the cascade
         yield from (padded_clip(config, load_audio(root / clip.path)) for clip, root in clips)
         yield from (load_audio(root / clip.path) for clip, root in long_audio)
 
     with timed("gate calibration"):
-        tracks, tracks2 = _tracks(cascade.stage1, signals), _tracks(cascade.stage2, signals)
+        tracks, tracks2 = (
+            list(score_signals(cascade.stage1, signals())),
+            _stage2_tracks(cascade.stage2, clips, long_audio),
+        )
         first, second = np.concatenate(tracks), np.concatenate(tracks2)
     labels = [clip.labels for clip, _ in [*clips, *long_audio]]
     logits, record = {}, {"target_recall": spec.gate_recall, "slack": spec.gate_slack, "words": {}}
@@ -283,9 +302,13 @@ def train_cascade(recipe: Recipe, out_dir: Path, on_epoch_end: Callable[[dict[st
     started, spec = time.monotonic(), recipe.model.cascade
     staging = out_dir.parent / f".{out_dir.name}.stage2"
     shutil.rmtree(staging, ignore_errors=True)
-    stage2_recipe = dataclasses.replace(recipe, model=dataclasses.replace(recipe.model, family=spec.stage2_family))
-    stage2_report = _train_recipe(stage2_recipe, staging, on_epoch_end, keep_thresholds=keep_thresholds)
-    stage2 = load_detector(staging)
+    if spec.stage2_model:  # a trained detector becomes stage 2 as it is
+        stage2 = load_detector(spec.stage2_model)
+        stage2_report = _existing_report(stage2)
+    else:
+        stage2_recipe = dataclasses.replace(recipe, model=dataclasses.replace(recipe.model, family=spec.stage2_family))
+        stage2_report = _train_recipe(stage2_recipe, staging, on_epoch_end, keep_thresholds=keep_thresholds)
+        stage2 = load_detector(staging)
     pairs, hard = collect_clips(recipe)
     splits = split_clips(pairs, recipe)
     long_train, long_calibration = negative_audio_pairs(recipe)
@@ -305,6 +328,16 @@ def train_cascade(recipe: Recipe, out_dir: Path, on_epoch_end: Callable[[dict[st
     shutil.rmtree(staging, ignore_errors=True)
     shutil.rmtree(out_dir / STATE_DIR, ignore_errors=True)
     return _report(out_dir, cascade, words, stage2_report, history, time.monotonic() - started)
+
+
+def _existing_report(stage2: Detector) -> Any:
+    """The TrainReport of a detector trained before (from its config's training record)."""
+    from wakeword.evaluate import WordReport
+    from wakeword.pipeline import TrainReport
+
+    training = stage2.config.training
+    words = {w: WordReport.from_dict(r) for w, r in training.get("test", {}).items()}
+    return TrainReport("", words, dict(training.get("counts", {})), [], 0.0, dict(stage2.config.calibration))
 
 
 def _with_gate(config: DetectorConfig, gate: GateSettings) -> DetectorConfig:

@@ -85,6 +85,12 @@ class CascadeSpec:
         "the first stage reads the last this-many seconds of each window (None: the whole window)", None
     )
     stage2_family: str = _help("accurate second stage, run only where the gate opens: transfer | e2e", "transfer")
+    stage2_model: str | None = _help(
+        "folder of a trained detector to use as stage 2 as it is (thresholds too): its training is skipped", None
+    )
+    max_stream_clips: int | None = _help(
+        "stream the hops of at most this many training positives for distillation (None: all of them)", None
+    )
     gate_recall: float = _help("share of the validation hops where stage 2 fires that the gate must pass", 0.995)
     gate_slack: float = _help("logits the calibrated gate is lowered by, for audio the validation lacked", 1.0)
     unseen_margin: float = _help("a hop stage 2 did not score gets at most threshold - unseen_margin", 1.0)
