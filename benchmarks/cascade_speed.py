@@ -170,10 +170,12 @@ def measure_one(
             "detections": n_events, "peak_rss_mb": rss, "block_seconds": block_seconds}  # fmt: skip
 
 
-def measure(minutes: float, alone_minutes: float, model: Path, block_seconds: float, tag: str) -> None:
+def measure(minutes: float, speech_minutes: float, alone_minutes: float, model: Path, block_seconds: float,
+            tag: str) -> None:  # fmt: skip
     rows = []
     for condition in ("speech", "quiet"):
-        for which, length in (("cascade", minutes), ("stage1", alone_minutes), ("stage2", alone_minutes)):
+        cascade_minutes = speech_minutes if condition == "speech" else minutes
+        for which, length in (("cascade", cascade_minutes), ("stage1", alone_minutes), ("stage2", alone_minutes)):
             command = [sys.executable, __file__, "one", condition, which, "--minutes", str(length), "--model",
                        str(model), "--block-seconds", str(block_seconds)]  # fmt: skip
             out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
@@ -191,7 +193,8 @@ def main() -> None:
     parser.add_argument("action", choices=["train", "measure", "one"])
     parser.add_argument("condition", nargs="?", choices=["speech", "quiet"])
     parser.add_argument("which", nargs="?", choices=["cascade", "stage1", "stage2"])
-    parser.add_argument("--minutes", type=float, default=60.0, help="stream length per condition (cascade)")
+    parser.add_argument("--minutes", type=float, default=60.0, help="stream length of the cascade (noise/silence)")
+    parser.add_argument("--speech-minutes", type=float, default=60.0, help="stream length of the cascade (speech)")
     parser.add_argument("--alone-minutes", type=float, default=5.0, help="stream length for each stage alone")
     parser.add_argument("--model", type=Path, default=MODEL, help="cascade model directory (default: `train`'s)")
     parser.add_argument("--block-seconds", type=float, default=BLOCK_SECONDS, help="audio per process() call")
@@ -200,7 +203,7 @@ def main() -> None:
     if args.action == "train":
         train()
     elif args.action == "measure":
-        measure(args.minutes, args.alone_minutes, args.model, args.block_seconds, args.tag)
+        measure(args.minutes, args.speech_minutes, args.alone_minutes, args.model, args.block_seconds, args.tag)
     else:
         print(json.dumps(measure_one(args.condition, args.which, args.minutes, args.model, args.block_seconds)))
 

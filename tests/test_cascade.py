@@ -261,3 +261,21 @@ def test_evaluate_and_mine_read_a_cascade_without_knowing(trained, tmp_path, tts
     sf.write(tmp_path / "room.wav", np.concatenate([_speech(tts, 4), _noise(3, 14)]), SAMPLE_RATE)
     mined = mine(trained[0], [tmp_path / "room.wav"], tmp_path / "mined", MineSettings(threshold=-20.0))
     assert mined.n_activations >= 1 and mined.n_added == len(DataSet(tmp_path / "mined").clips())
+
+
+def test_a_trained_detector_becomes_stage2_as_it_is(trained, cascade, tmp_path):
+    """model.cascade.stage2_model: no stage-2 training; its weights and threshold are the cascade's."""
+    import dataclasses
+
+    from wakeword.pipeline import train_recipe
+
+    _, recipe, _, _ = trained
+    stage2_dir = save_detector(cascade.stage2, tmp_path / "stage2")
+    spec = dataclasses.replace(recipe.model.cascade, stage2_model=str(stage2_dir), max_stream_clips=4)
+    quick = dataclasses.replace(recipe.train, epochs=2)
+    recipe = dataclasses.replace(recipe, model=dataclasses.replace(recipe.model, cascade=spec), train=quick)
+    train_recipe(recipe, tmp_path / "model")
+    built = load_detector(tmp_path / "model")
+    assert built.config.thresholds == cascade.stage2.config.thresholds
+    audio = torch.from_numpy(_noise(1.5, 15)[None])
+    torch.testing.assert_close(built.stage2.score(audio), cascade.stage2.score(audio))
