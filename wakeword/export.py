@@ -49,6 +49,8 @@ CHECK_TOLERANCE = 1e-3  # float32 graph vs torch, max abs logit difference accep
 NOT_EXPORTABLE = {
     "phoneme": "it decodes with PocketSphinx (a search in C over a phoneme lattice with a pronunciation "
     "grammar), which is not a tensor graph; train a transfer or e2e model to run it with wakeword.runtime",
+    "cascade": "its second stage runs only on the hops where the first stage's gate opens, a choice made "
+    "between two graphs that the runtime does not make yet; run it with wakeword (torch), or export a stage alone",
 }
 
 

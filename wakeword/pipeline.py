@@ -262,6 +262,10 @@ def _train_recipe(
     from accelerate import PartialState
 
     started, out_dir = time.monotonic(), Path(out_dir)
+    if recipe.model.family == "cascade":  # two stages: the second trains through this function, alone
+        from wakeword.distill import train_cascade
+
+        return train_cascade(recipe, out_dir, on_epoch_end, keep_thresholds, keep_previous)
     # one process, or one of several under `accelerate launch` (CPU-only processes join with gloo)
     state = PartialState(cpu=not torch.cuda.is_available())
     with state.main_process_first():  # the main process synthesises; the others then reuse its data set

@@ -76,8 +76,38 @@ class DataSpec:
 
 
 @dataclass(frozen=True)
+class CascadeSpec:
+    stage1_family: str = _help("cheap first stage, run on every hop: e2e (TC-ResNet) | transfer", "e2e")
+    stage1_encoder: str = _help("encoder of a transfer first stage (speech-embedding is the cheap one)",
+                                "speech-embedding")  # fmt: skip
+    stage1_head: dict[str, Any] = _help("architecture settings of the first stage's family", factory=dict)
+    stage1_window_seconds: float | None = _help(
+        "the first stage reads the last this-many seconds of each window (None: the whole window)", None
+    )
+    stage2_family: str = _help("accurate second stage, run only where the gate opens: transfer | e2e", "transfer")
+    stage2_model: str | None = _help(
+        "folder of a trained detector to use as stage 2 as it is (thresholds too): its training is skipped", None
+    )
+    max_stream_clips: int | None = _help(
+        "stream the hops of at most this many training positives for distillation (None: all of them)", None
+    )
+    gate_recall: float = _help("share of the validation hops where stage 2 fires that the gate must pass", 0.995)
+    gate_slack: float = _help("logits the calibrated gate is lowered by, for audio the validation lacked", 1.0)
+    unseen_margin: float = _help("a hop stage 2 did not score gets at most threshold - unseen_margin", 1.0)
+    distill_weight: float = _help("share of stage 1's loss from stage 2's scores (the rest: the labels)", 0.7)
+    temperature: float = _help("distillation temperature on the logit scale", 2.0)
+    distill_audio: tuple[str, ...] = _help(
+        "files or folders of unlabelled audio (speech, noise) that stage 2 labels for stage 1", ()
+    )
+    max_distill_windows: int = _help("unlabelled windows cut from distill_audio and negative audio, at most", 4000)
+    stream_hops_per_clip: int = _help(
+        "streaming hops of each training clip distilled besides those near stage 2's threshold", 4
+    )
+
+
+@dataclass(frozen=True)
 class ModelSpec:
-    family: str = _help("transfer | e2e | phoneme", REQUIRED)
+    family: str = _help("transfer | e2e | phoneme | cascade (then encoder, trainable, head: stage 2's)", REQUIRED)
     encoder: str = _help(
         "pretrained encoder for `transfer`: whisper-tiny.en, speech-embedding, a folder or HF id", "whisper-tiny.en"
     )
@@ -87,6 +117,7 @@ class ModelSpec:
     head: dict[str, Any] = _help("family-specific architecture settings", factory=dict)
     window_seconds: float = _help("detector window", WINDOW_SECONDS)
     hop_seconds: float = _help("streaming score interval", HOP_SECONDS)
+    cascade: CascadeSpec = _help("the two stages of family cascade (ignored by other families)", factory=CascadeSpec)
 
 
 @dataclass(frozen=True)

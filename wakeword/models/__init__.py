@@ -9,6 +9,7 @@ FAMILIES = {
     "transfer": "wakeword.models.transfer",
     "e2e": "wakeword.models.e2e",
     "phoneme": "wakeword.models.phoneme",
+    "cascade": "wakeword.models.cascade",
 }
 
 
