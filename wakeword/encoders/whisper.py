@@ -226,8 +226,8 @@ class WhisperTranscriber:
         from tokenizers import Tokenizer
         from transformers import WhisperForConditionalGeneration
 
-        self.model = _from_pretrained(WhisperForConditionalGeneration, name, None).eval()
-        self.encoder = WhisperEncoder(self.model.model.encoder, name)
+        self.model = _from_pretrained(WhisperForConditionalGeneration, name, None).eval().requires_grad_(False)
+        self.encoder = WhisperEncoder(self.model.model.encoder, name)  # frozen: runs in onnxruntime on the CPU
         self.tokenizer = Tokenizer.from_file(str(Path(resolve_whisper(name)) / "tokenizer.json"))
         no_timestamps = self.tokenizer.token_to_id("<|notimestamps|>")
         self.prompt = [
@@ -271,7 +271,7 @@ class WhisperTranscriber:
         padded = np.zeros((len(clips), n_samples), np.float32)
         for row, clip in enumerate(clips):
             padded[row, : min(len(clip), n_samples)] = clip[:n_samples]
-        features = self.encoder(torch.from_numpy(padded))  # (batch, frames, d_model)
+        features = self.encoder.encode(torch.from_numpy(padded))  # (batch, frames, d_model)
         step, cache = torch.tensor([self.prompt] * len(clips)), None
         active, rows = torch.arange(len(clips)), [[] for _ in clips]
         for index in range(self.max_tokens):
