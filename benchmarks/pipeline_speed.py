@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 import tempfile
@@ -32,30 +33,51 @@ from typing import Any
 
 RESULTS = Path(os.environ.get("PIPELINE_SPEED_RESULTS", Path(__file__).parent / "results" / "pipeline_speed.json"))
 RECIPE = "recipes/quickstart.yaml"
-STAGES = ("whisper conversion", "synthesis", "quality check", "encoding", "fitting", "calibration", "test")
+STAGES = (
+    "whisper conversion",
+    "synthesis",
+    "quality check",
+    "encoding",
+    "fitting",
+    "long-form synthesis",
+    "calibration",
+    "test",
+)
+
+
+def _cpu() -> float:
+    """CPU seconds of this process (all threads) and of its finished children (synthesis workers)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 class _Stages:
-    """Exclusive seconds per stage (a stage inside another pauses it), filled by wrapped library functions."""
+    """Exclusive wall and CPU seconds per stage (a stage inside another pauses it), filled by wrapped library
+    functions. CPU seconds count every core: on a shared machine they are the figure that load does not inflate."""
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
         self.stack: list[list[Any]] = []
 
     @contextmanager
     def __call__(self, name: str) -> Iterator[None]:
-        now = time.perf_counter()
+        now, cpu = time.perf_counter(), _cpu()
         if self.stack:
             self.seconds[self.stack[-1][0]] += now - self.stack[-1][1]
+            self.cpu[self.stack[-1][0]] += cpu - self.stack[-1][2]
         self.seconds.setdefault(name, 0.0)
-        self.stack.append([name, now])
+        self.cpu.setdefault(name, 0.0)
+        self.stack.append([name, now, cpu])
         try:
             yield
         finally:
-            now = time.perf_counter()
-            self.seconds[name] += now - self.stack.pop()[1]
+            now, cpu = time.perf_counter(), _cpu()
+            _, started, cpu_started = self.stack.pop()
+            self.seconds[name] += now - started
+            self.cpu[name] += cpu - cpu_started
             if self.stack:
-                self.stack[-1][1] = now
+                self.stack[-1][1], self.stack[-1][2] = now, cpu
 
     def wrap(self, name: str | Callable[..., str], function: Callable) -> Callable:
         def wrapped(*args: Any, **kwargs: Any) -> Any:
@@ -95,8 +117,18 @@ def _instrument(stages: _Stages) -> None:
         return name, _TimedTranscriber(transcriber, stages)
 
     synth.build_qc_transcriber = build_qc_timed
-    pipeline.encode_cached = stages.wrap("encoding", pipeline.encode_cached)
-    pipeline.fit = stages.wrap("fitting", pipeline.fit)
+    try:  # encode_cached and fit moved from pipeline.py to fitting.py (f91b0dc)
+        import wakeword.fitting as fitting
+    except ImportError:
+        fitting = pipeline
+    fitting.encode_cached = stages.wrap("encoding", fitting.encode_cached)
+    fitting.fit = stages.wrap("fitting", fitting.fit)
+    try:  # the synthetic long-form calibration audio (issue 17): made once per machine, encoded in calibration
+        import wakeword.calibration as calibration
+    except ImportError:
+        pass
+    else:
+        calibration.build_synthetic_longform = stages.wrap("long-form synthesis", calibration.build_synthetic_longform)
     pipeline.score_pairs = stages.wrap(
         lambda model, pairs, desc: "calibration" if "validation" in desc else "test", pipeline.score_pairs
     )
@@ -113,9 +145,11 @@ def run_train(out: str, synth_out: str, overrides: list[str]) -> None:
     report = train_recipe(load_recipe(RECIPE, [f"data.synth.out={synth_out}", *overrides]), out)
     total = time.perf_counter() - started
     timed = {s: round(stages.seconds[s], 1) for s in STAGES if s in stages.seconds}
+    cpu = {s: round(stages.cpu[s], 1) for s in STAGES if s in stages.cpu}
+    cpu["other (in process)"] = round(_cpu() - sum(stages.cpu.values()), 1)
     word = next(iter(report.words.values()))
     print(json.dumps({"stages": {**timed, "other (in process)": round(total - sum(stages.seconds.values()), 1)},
-                      "report_stages": getattr(report, "stages", None), "frr": word.frr,
+                      "cpu_seconds": cpu, "report_stages": getattr(report, "stages", None), "frr": word.frr,
                       "fa_per_hour": word.fa_per_hour, "n_test_positives": word.n_positive}))  # fmt: skip
 
 
@@ -131,15 +165,16 @@ def run_score(model: str, data: str, n_clips: int, tracks_out: str | None = None
     clips = sorted(dataset.clips(), key=lambda c: c.id)[:n_clips]
     items = [(dataset.root / c.path, c.labels) for c in clips]
     score_items(detector, items[:2])  # first calls (allocations, thread pools) outside the clock
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), _cpu()
     scored = score_items(detector, items)
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, _cpu() - cpu_started
     audio_seconds = sum(s.duration_seconds for s in scored)
     if tracks_out:  # to compare two versions' scores clip by clip
         import numpy as np
 
         np.savez(tracks_out, *[s.track for s in scored])
-    print(json.dumps({"n_clips": len(scored), "seconds": round(seconds, 1), "audio_seconds": round(audio_seconds, 1),
+    print(json.dumps({"n_clips": len(scored), "seconds": round(seconds, 1), "cpu_seconds": round(cpu, 1),
+                      "audio_seconds": round(audio_seconds, 1),
                       "torch_threads": torch.get_num_threads()}))  # fmt: skip
 
 
@@ -147,12 +182,16 @@ def _child(args: list[str], code: Path, cache: Path) -> tuple[dict, float, list[
     env = {**os.environ, "PYTHONPATH": str(code), "WAKEWORD_CACHE_DIR": str(cache), "HF_HUB_OFFLINE": "1",
            "TRANSFORMERS_OFFLINE": "1"}  # fmt: skip
     load = [round(x, 2) for x in os.getloadavg()]
-    started = time.perf_counter()
+    started, before = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run([sys.executable, __file__, *args], cwd=code, env=env, capture_output=True, text=True)
-    seconds = time.perf_counter() - started
+    seconds, after = time.perf_counter() - started, resource.getrusage(resource.RUSAGE_CHILDREN)
     if out.returncode != 0:
         raise SystemExit(f"{args[0]} failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1]), round(seconds, 1), load
+    row = json.loads(out.stdout.strip().splitlines()[-1])
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    row["cpu_seconds_total"] = round(cpu, 1)  # the whole child process, imports included
+    row["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+    return row, round(seconds, 1), load
 
 
 def measure(code: Path, work: Path, args: argparse.Namespace) -> dict:

@@ -1,6 +1,7 @@
 """Batched Whisper QC against the per-clip transcriber it replaced: decisions, context length, speed.
 
     python benchmarks/qc_agreement.py [--words "hey computer" jarvis] [--n 200] [--contexts 3 5 10]
+    python benchmarks/qc_agreement.py --n 150 --onnx-vs-torch   # the QC's encoder: onnxruntime vs torch
 
 Renders --n espeak-ng attempts of each wake word (the voice settings a default `wakeword synth` draws), then
 transcribes every clip (1) with the old path, kept here as the reference: each clip alone on a 10 s padded
@@ -94,8 +95,13 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=200, help="clips per word")
     parser.add_argument("--contexts", nargs="+", type=float, default=[3.0, 5.0, 10.0])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--onnx-vs-torch", action="store_true",
+                        help="only compare the batched QC with its encoder in onnxruntime against the same with "
+                        "torch (10 s context); stored under 'onnx_vs_torch' in the results file")  # fmt: skip
     args = parser.parse_args()
     clips = {w: render(w, args.n, args.seed) for w in args.words}
+    if args.onnx_vs_torch:
+        return onnx_vs_torch(args, clips)
     n_clips = sum(len(c) for c in clips.values())
     batched = WhisperTranscriber()
     reference_fn = PerClipReference(batched)
@@ -126,6 +132,36 @@ def main() -> None:
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     tmp = RESULTS.with_suffix(".tmp")
     tmp.write_text(json.dumps(result, indent=2) + "\n")
+    os.replace(tmp, RESULTS)
+    print(f"written to {RESULTS}")
+
+
+def onnx_vs_torch(args: argparse.Namespace, clips: dict[str, list]) -> None:
+    """Batched QC at the default context, encoder in torch (the reference here) vs onnxruntime."""
+    from wakeword.encoders.onnx_frames import BACKEND_ENV
+
+    batched, transcripts, seconds, cpu = WhisperTranscriber(), {}, {}, {}
+    for backend in ("torch", "onnx"):
+        os.environ[BACKEND_ENV] = backend
+        batched.transcribe_batch([a for _, a in clips[args.words[0]][:2]])  # warm-up (and the onnx export)
+        transcripts[backend], started, cpu_started = {}, time.perf_counter(), time.process_time()
+        for word in args.words:
+            transcripts[backend][word] = batched.transcribe_batch([a for _, a in clips[word]])
+        seconds[backend], cpu[backend] = time.perf_counter() - started, time.process_time() - cpu_started
+    n_clips = sum(len(c) for c in clips.values())
+    entry = {"context_seconds": batched.context_samples / SAMPLE_RATE, "batch_size": batched.batch_size,
+             "torch_threads": torch.get_num_threads(), "load_average_after": [round(x, 2) for x in os.getloadavg()],
+             "seconds_per_clip": {b: round(t / n_clips, 4) for b, t in seconds.items()},
+             "cpu_seconds_per_clip": {b: round(t / n_clips, 4) for b, t in cpu.items()},
+             **compare(args.words, clips, transcripts["torch"], transcripts["onnx"])}  # fmt: skip
+    print(
+        f"onnx vs torch: agreement {entry['agreement']:.2%}, {entry['n_disagreements']} disagreements, "
+        f"identical transcripts {entry['identical_transcripts']:.2%}, cpu s/clip {entry['cpu_seconds_per_clip']}"
+    )
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    results["onnx_vs_torch"] = {"words": args.words, "n_per_word": args.n, "seed": args.seed, **entry}
+    tmp = RESULTS.with_suffix(".tmp")
+    tmp.write_text(json.dumps(results, indent=2) + "\n")
     os.replace(tmp, RESULTS)
     print(f"written to {RESULTS}")
 

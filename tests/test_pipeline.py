@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 from wakeword.audio import SAMPLE_RATE
 from wakeword.data.clips import Clip, DataSet
@@ -121,6 +122,26 @@ def test_cached_frames_score_like_the_streaming_detector(tmp_path, tts, tiny_whi
     assert list((tmp_path / "cache" / "frames").glob("*.npy"))
     np.testing.assert_array_equal(first, again)
     np.testing.assert_allclose(first, expected, atol=2e-2)  # frames are cached as float16
+
+
+def test_silent_windows_of_a_padded_clip_are_encoded_once(tmp_path, tts, tiny_whisper_dir, monkeypatch):
+    from wakeword.data.long_audio import encode_windows, stream_windows
+    from wakeword.models import get_family
+    from wakeword.models.base import DetectorConfig
+
+    monkeypatch.setenv("WAKEWORD_CACHE_DIR", str(tmp_path / "cache"))
+    config = DetectorConfig("transfer", (WORD,), encoder={"name": str(tiny_whisper_dir), "trainable": "head"})
+    model = get_family("transfer").build_model(config).eval()
+    audio = np.pad(tts("hey computer"), (config.window_samples, 8000))  # as clip scoring pads it
+    windows = stream_windows(audio, config.window_samples, config.hop_samples)
+    silent = int(np.sum(~np.any(windows != 0, axis=1)))
+    assert silent >= config.window_samples // config.hop_samples  # a window and more of leading silence
+    encoded, encode = [], model.encode
+    monkeypatch.setattr(model, "encode", lambda x: encoded.append(len(x)) or encode(x))
+    frames = encode_windows(model, windows)
+    assert sum(encoded) == len(windows) - silent + 1
+    expected = encode(torch.from_numpy(np.array(windows))).half().numpy()
+    np.testing.assert_allclose(frames.astype(np.float32), expected.astype(np.float32), atol=1e-2)
 
 
 def test_clip_scores_of_a_frozen_encoder_come_from_the_frame_cache(tmp_path, tts, tiny_whisper_dir, monkeypatch):

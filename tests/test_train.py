@@ -126,6 +126,37 @@ def test_resume_after_interruption_gives_identical_weights(tmp_path):
         torch.testing.assert_close(resumed.state_dict()[key], value, rtol=0, atol=0)
 
 
+def test_a_frozen_part_is_left_out_of_the_training_state_and_resume_is_exact(tmp_path):
+    """A frozen encoder never changes: the per-epoch state holds only what learns, and resuming still gives
+    the uninterrupted weights (the frozen part comes from the rebuilt model)."""
+    from safetensors.torch import load_file
+
+    def build(seed: int) -> TinyHead:
+        torch.manual_seed(0)
+        model = TinyHead()
+        model.frozen = torch.nn.Linear(64, 64).requires_grad_(False)  # stands in for a frozen encoder
+        torch.manual_seed(seed)
+        return model
+
+    spec = TrainSpec(epochs=4, batch_size=32, lr=1e-2, patience=10, seed=3)
+    train_set, val_set = cached_set(96, 4), cached_set(32, 5)
+    straight = build(0)
+    fit(straight, loss_fn, train_set, val_set, spec, state_dir=tmp_path / "a")
+
+    def stop_after_epoch_1(metrics):
+        if metrics["epoch"] == 1:
+            raise Interrupt
+
+    with contextlib.suppress(Interrupt):
+        fit(build(0), loss_fn, train_set, val_set, spec, state_dir=tmp_path / "b", on_epoch_end=stop_after_epoch_1)
+    saved = load_file(next((tmp_path / "b").glob("state-*.safetensors")))
+    assert not any(k.startswith("model.frozen.") for k in saved) and "model.net.0.weight" in saved
+    resumed = build(123)
+    assert fit(resumed, loss_fn, train_set, val_set, spec, state_dir=tmp_path / "b").resumed_from_epoch == 1
+    for key, value in straight.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[key], value, rtol=0, atol=0)
+
+
 # -- interruption: signals, a crash inside the state save, stale states ------------------------------------------
 def noise_dataset(root: Path, n_clips: int = 24) -> Path:
     """Positives are noise with a 1 kHz tone, negatives plain noise; one speaker per clip so every split has some."""

@@ -195,15 +195,30 @@ def cached_frames(model: Detector, path: Path, padding: tuple[int, int] = (0, 0)
         except (OSError, ValueError):  # a damaged cache file is only a cache miss
             cache.unlink(missing_ok=True)
     audio = np.pad(load_audio(path), padding)
-    windows = stream_windows(audio, config.window_samples, config.hop_samples)
-    frames = [model.encode(torch.from_numpy(np.array(windows[i : i + SCORE_BATCH]))).half().numpy()
-              for i in range(0, len(windows), SCORE_BATCH)]  # fmt: skip
-    out = np.concatenate(frames)
+    out = encode_windows(model, stream_windows(audio, config.window_samples, config.hop_samples))
     cache.parent.mkdir(parents=True, exist_ok=True)
     staging = cache.with_name(f".{cache.stem}.{os.getpid()}.tmp.npy")
     np.save(staging, out)
     os.replace(staging, cache)
     _trim_cache(cache.parent)
+    return out
+
+
+def encode_windows(model: Detector, windows: np.ndarray) -> np.ndarray:
+    """Frozen-encoder frames (n, n_frames, dim) float16 of windows (n, window_samples), SCORE_BATCH per call.
+
+    Windows of pure digital silence (a clip's left padding: a window and more of it) are encoded once: a
+    window's frames do not depend on the other windows of its batch (beyond float rounding)."""
+    sounding = np.flatnonzero(np.any(windows != 0, axis=1))
+    frames = [model.encode(torch.from_numpy(np.array(windows[sounding[i : i + SCORE_BATCH]]))).half().numpy()
+              for i in range(0, len(sounding), SCORE_BATCH)]  # fmt: skip
+    if len(sounding) == len(windows):
+        return np.concatenate(frames)
+    silence = model.encode(torch.zeros(1, windows.shape[1])).half().numpy()
+    out = np.empty((len(windows), *silence.shape[1:]), np.float16)
+    out[:] = silence
+    if frames:
+        out[sounding] = np.concatenate(frames)
     return out
 
 

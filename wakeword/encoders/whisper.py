@@ -171,6 +171,19 @@ class WhisperEncoder(Encoder):
     def n_frames(self, n_samples: int) -> int:
         return (n_mel_frames(n_samples) + 1) // 2  # conv2 has stride 2
 
+    @torch.no_grad()
+    def encode(self, audio: torch.Tensor) -> torch.Tensor:
+        """Frozen fast path. A fully frozen encoder on the CPU runs in onnxruntime (wakeword.encoders.onnx_frames:
+        the same frames to float32 rounding, about twice as fast); otherwise torch, in eval mode."""
+        self.eval()
+        if audio.device.type == "cpu" and len(audio) and not any(p.requires_grad for p in self.parameters()):
+            from wakeword.encoders.onnx_frames import onnx_frames
+
+            runner = onnx_frames(self, audio.shape[-1])
+            if runner is not None:
+                return torch.from_numpy(runner(audio.numpy()))
+        return self(audio)
+
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         enc = self.encoder
         n_positions = enc.embed_positions.weight.shape[0]
@@ -213,8 +226,8 @@ class WhisperTranscriber:
         from tokenizers import Tokenizer
         from transformers import WhisperForConditionalGeneration
 
-        self.model = _from_pretrained(WhisperForConditionalGeneration, name, None).eval()
-        self.encoder = WhisperEncoder(self.model.model.encoder, name)
+        self.model = _from_pretrained(WhisperForConditionalGeneration, name, None).eval().requires_grad_(False)
+        self.encoder = WhisperEncoder(self.model.model.encoder, name)  # frozen: runs in onnxruntime on the CPU
         self.tokenizer = Tokenizer.from_file(str(Path(resolve_whisper(name)) / "tokenizer.json"))
         no_timestamps = self.tokenizer.token_to_id("<|notimestamps|>")
         self.prompt = [
@@ -258,7 +271,7 @@ class WhisperTranscriber:
         padded = np.zeros((len(clips), n_samples), np.float32)
         for row, clip in enumerate(clips):
             padded[row, : min(len(clip), n_samples)] = clip[:n_samples]
-        features = self.encoder(torch.from_numpy(padded))  # (batch, frames, d_model)
+        features = self.encoder.encode(torch.from_numpy(padded))  # (batch, frames, d_model)
         step, cache = torch.tensor([self.prompt] * len(clips)), None
         active, rows = torch.arange(len(clips)), [[] for _ in clips]
         for index in range(self.max_tokens):

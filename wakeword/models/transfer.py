@@ -40,9 +40,9 @@ class TransferDetector(Detector):
     def encode(self, audio: torch.Tensor) -> torch.Tensor:
         """audio (batch, n_samples) -> encoder frames (batch, n_frames, dim)."""
         if self.encoder_frozen:
-            self.encoder.eval()  # dropout off in a frozen encoder, even while the head trains
-            with torch.no_grad():
-                return self.encoder(audio)
+            # eval mode (dropout off in a frozen encoder, even while the head trains), no autograd; Whisper's
+            # runs in onnxruntime on the CPU (wakeword.encoders.onnx_frames)
+            return self.encoder.encode(audio)
         return self.encoder(audio)
 
     def forward_features(self, frames: torch.Tensor) -> torch.Tensor:
