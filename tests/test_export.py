@@ -133,3 +133,27 @@ def test_cli_export(tmp_path, capsys):
     assert main(["export", str(model_dir), "--out", str(tmp_path / "export"), "--int8"]) == 0
     assert "int8 model.onnx" in capsys.readouterr().out
     assert (tmp_path / "export" / "model.onnx").is_file()
+
+
+def test_export_traces_the_encoder_not_the_onnxruntime_frames(tmp_path, tts, tiny_whisper_dir, monkeypatch):
+    """The frozen encoder runs in onnxruntime for training and scoring (wakeword.encoders.onnx_frames); while
+    `wakeword export` traces the model it must stay in torch, or the graph would hold one window's frames as a
+    constant and ignore its audio input (seen with whisper-tiny.en: "Invalid input name: audio")."""
+    from wakeword.encoders import onnx_frames
+
+    calls = []
+    real = onnx_frames.onnx_frames
+
+    def spy(module, n_samples):
+        calls.append(torch.onnx.is_in_onnx_export())
+        return real(module, n_samples)
+
+    monkeypatch.setattr(onnx_frames, "onnx_frames", spy)
+    monkeypatch.delenv(onnx_frames.BACKEND_ENV, raising=False)
+    model_dir, model = make_model(tmp_path, "transfer", {"name": str(tiny_whisper_dir), "trainable": "head"})
+    windows = speech_windows(tts, model.config.window_samples)
+    with torch.no_grad():
+        expected = model(torch.from_numpy(windows)).numpy()
+    export_detector(model_dir, tmp_path / "export")
+    assert True not in calls  # never asked for onnxruntime frames while exporting
+    assert np.abs(onnx_logits(tmp_path / "export", windows) - expected).max() <= 1e-3

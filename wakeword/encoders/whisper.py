@@ -144,6 +144,14 @@ def _from_pretrained(cls, name: str, revision: str | None):
         ) from None
 
 
+def _traceable(audio: torch.Tensor) -> bool:
+    """Whether a call may leave torch for onnxruntime: CPU tensors, and never while torch traces the model
+    (`wakeword export` traces the encoder into its graph: an onnxruntime call there would be frozen into a
+    constant, and the exported graph would ignore its audio input)."""
+    tracing = torch.onnx.is_in_onnx_export() or torch.jit.is_tracing() or torch.compiler.is_compiling()
+    return audio.device.type == "cpu" and len(audio) > 0 and not tracing
+
+
 class WhisperEncoder(Encoder):
     """audio (batch, n_samples) 16 kHz -> frames (batch, ceil(n_samples / 320), d_model): 50 per second.
 
@@ -176,7 +184,7 @@ class WhisperEncoder(Encoder):
         """Frozen fast path. A fully frozen encoder on the CPU runs in onnxruntime (wakeword.encoders.onnx_frames:
         the same frames to float32 rounding, about twice as fast); otherwise torch, in eval mode."""
         self.eval()
-        if audio.device.type == "cpu" and len(audio) and not any(p.requires_grad for p in self.parameters()):
+        if _traceable(audio) and not any(p.requires_grad for p in self.parameters()):
             from wakeword.encoders.onnx_frames import onnx_frames
 
             runner = onnx_frames(self, audio.shape[-1])
