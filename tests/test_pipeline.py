@@ -97,6 +97,7 @@ def test_negative_audio_is_trained_on_mined_and_calibrated_on(tmp_path, tts, tin
     # the synthetic near misses of the validation split are counted, not calibrated on (tests/test_calibration.py)
     assert 0 <= calibration["accepted"] <= calibration["n_near_misses"]
     assert f"of {calibration['n_near_misses']} synthetic near misses" in out
+    assert set(calibration["test_near_misses"]) == {"n_near_misses", "accepted"}  # the test split's, reported apart
     assert report.calibration["words"][WORD] == calibration
     assert dataclasses.asdict(report.words[WORD])["fa_per_hour_high"] > 0  # every FA/h has its interval
 

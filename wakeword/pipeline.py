@@ -340,8 +340,13 @@ def _calibrate_and_test(
     with timed("calibration"):
         thresholds, calibration, val = _calibrate(model, recipe, splits, long_calibration)
     with timed("test"):
+        test_pairs = splits.test or splits.val or splits.train
         test = score_pairs(model, splits.test, "scoring test") if splits.test else val
+        # FA/h on the test split is measured as the threshold was set: without the synthetic near misses
+        test, near = split_near_misses(test_pairs, test)
         words = {w: word_report(config, test, w, thresholds[w], refractory) for w in config.wake_words}
+    for word, entry in near_miss_record(config, near, thresholds).items():
+        calibration["words"][word]["test_near_misses"] = entry
     model.config = model.config.replace(  # the model's own config: families fill in their defaults
         thresholds=thresholds,
         calibration=calibration,
