@@ -32,6 +32,14 @@ import torch
 from wakeword.models.base import Detector, DetectorConfig, masked_bce
 
 
+def _settings(cls: type, data: dict[str, Any], what: str) -> Any:
+    """cls(**data), refusing keys the dataclass does not have (a typo in config.json must not pass silently)."""
+    unknown = set(data) - set(cls.__dataclass_fields__)
+    if unknown:
+        raise ValueError(f"unknown cascade {what} setting(s) {sorted(unknown)}")
+    return cls(**data)
+
+
 @dataclass(frozen=True)
 class GateSettings:
     """The gate between the stages (saved under head.gate)."""
@@ -43,10 +51,7 @@ class GateSettings:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GateSettings:
-        unknown = set(data) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown cascade gate setting(s) {sorted(unknown)}")
-        return cls(**data)
+        return _settings(cls, data, "gate")
 
 
 @dataclass(frozen=True)
@@ -58,10 +63,7 @@ class DistillSettings:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DistillSettings:
-        unknown = set(data) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown cascade distillation setting(s) {sorted(unknown)}")
-        return cls(**data)
+        return _settings(cls, data, "distillation")
 
 
 def stage_config(config: DetectorConfig, name: str) -> DetectorConfig:
