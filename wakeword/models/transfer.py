@@ -13,7 +13,7 @@ import torch
 
 from wakeword.encoders import build_encoder
 from wakeword.models.base import Detector, DetectorConfig, masked_bce
-from wakeword.models.head import DetectionHead, HeadSettings
+from wakeword.models.head import HeadEnsemble, HeadSettings, build_head
 
 FREEZE_STRATEGIES = ("head", "top-k", "full")
 
@@ -30,7 +30,7 @@ class TransferDetector(Detector):
             raise ValueError("transfer detector config needs encoder.name (e.g. 'whisper-tiny.en')")
         self.encoder = encoder or build_encoder(config.encoder["name"], config.encoder.get("revision"))
         self.encoder.set_trainable(trainable, int(config.encoder.get("top_k", 0)))
-        self.head = DetectionHead(self.encoder.dim, len(config.wake_words), HeadSettings.from_dict(config.head))
+        self.head = build_head(self.encoder.dim, len(config.wake_words), HeadSettings.from_dict(config.head))
 
     @property
     def encoder_frozen(self) -> bool:
@@ -71,6 +71,13 @@ def build_model(config: DetectorConfig) -> TransferDetector:
 
 
 def compute_loss(model: TransferDetector, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Masked BCE; the batch holds either raw `audio` or cached encoder `features`."""
-    logits = model(batch["features"] if "features" in batch else batch["audio"])
-    return masked_bce(logits, batch["labels"], batch["mask"], batch.get("pos_weight"))
+    """Masked BCE; the batch holds either raw `audio` or cached encoder `features`. An ensemble head's
+    members each learn on their own loss (mean over members), not on their mean logit: trained jointly they
+    would act as one wider head and lose the independence that makes averaging them pay."""
+    inputs = batch["features"] if "features" in batch else batch["audio"]
+    if not isinstance(getattr(model, "module", model).head, HeadEnsemble):
+        return masked_bce(model(inputs), batch["labels"], batch["mask"], batch.get("pos_weight"))
+    frames = inputs if inputs.dim() == 3 else model.encode(inputs)
+    losses = [masked_bce(logits, batch["labels"], batch["mask"], batch.get("pos_weight"))
+              for logits in getattr(model, "module", model).head.member_logits(frames)]  # fmt: skip
+    return torch.stack(losses).mean()
