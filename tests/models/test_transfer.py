@@ -147,3 +147,50 @@ def test_keep_previous_and_rollback(tiny_whisper_dir, tmp_path):
 def test_transfer_detector_needs_an_encoder_name():
     with pytest.raises(ValueError, match=r"encoder.name"):
         TransferDetector(DetectorConfig(family="transfer", wake_words=("a",), encoder={"trainable": "head"}))
+
+
+def ensemble_config(encoder_dir, n_members=3):
+    base = config_for(encoder_dir)
+    return DetectorConfig(**{**base.__dict__, "head": {**base.head, "n_members": n_members}})
+
+
+def test_ensemble_head_scores_the_mean_of_its_members(tiny_whisper_dir):
+    model = build_model(ensemble_config(tiny_whisper_dir)).eval()
+    frames = model.encode(torch.randn(2, 16000) * 0.1)
+    members = torch.stack([member(frames) for member in model.head.members])  # (3, batch, n_words)
+    assert members.shape == (3, 2, 2)
+    assert not torch.allclose(members[0], members[1])  # different random starts
+    torch.testing.assert_close(model(frames), members.mean(dim=0))
+
+
+def test_each_member_learns_on_its_own_loss(tiny_whisper_dir):
+    """The loss is the mean of the members' losses, not the loss of their mean logit (hand-checked)."""
+    model = build_model(ensemble_config(tiny_whisper_dir)).eval()
+    frames = model.encode(torch.randn(2, 16000) * 0.1)
+    labels, mask = torch.tensor([[1.0, 0.0], [0.0, 1.0]]), torch.ones(2, 2)
+    loss = compute_loss(model, {"features": frames, "labels": labels, "mask": mask})
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+    per_member = [bce(member(frames), labels) for member in model.head.members]
+    torch.testing.assert_close(loss, torch.stack(per_member).mean())
+    assert not torch.allclose(loss, bce(model(frames), labels))
+
+
+def test_ensemble_saves_and_loads(tiny_whisper_dir, tmp_path):
+    model = build_model(ensemble_config(tiny_whisper_dir)).eval()
+    save_detector(model, tmp_path / "m")
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["head"]["n_members"] == 3
+    audio = torch.randn(2, 16000) * 0.1
+    torch.testing.assert_close(load_detector(tmp_path / "m").score(audio), model.score(audio))
+    with pytest.raises(ValueError, match="n_members must be >= 1"):
+        build_model(ensemble_config(tiny_whisper_dir, n_members=0))
+
+
+def test_ensemble_exports_to_one_onnx_graph(tiny_whisper_dir, tmp_path):
+    from wakeword.export import export_detector
+    from wakeword.runtime import load_runtime
+
+    model = build_model(ensemble_config(tiny_whisper_dir)).eval()
+    export_detector(save_detector(model, tmp_path / "m"), tmp_path / "onnx")
+    windows = torch.randn(3, 16000) * 0.1
+    runtime = load_runtime(tmp_path / "onnx", threads=1)
+    np.testing.assert_allclose(runtime.logits(windows.numpy()), model(windows).detach().numpy(), atol=1e-4)
