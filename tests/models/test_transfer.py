@@ -155,12 +155,20 @@ def ensemble_config(encoder_dir, n_members=3):
 
 
 def test_ensemble_head_scores_the_mean_of_its_members(tiny_whisper_dir):
+    """The ensemble computes the members' frame work once (see HeadEnsemble): the same numbers as each member
+    alone, also where a LayerNorm scale is negative (max pooling then takes the frames' minimum)."""
     model = build_model(ensemble_config(tiny_whisper_dir)).eval()
+    with torch.no_grad():
+        for member in model.head.members:
+            member.norm.weight.normal_()
+            member.norm.bias.normal_()
+    assert (model.head.members[0].norm.weight < 0).any()
     frames = model.encode(torch.randn(2, 16000) * 0.1)
     members = torch.stack([member(frames) for member in model.head.members])  # (3, batch, n_words)
     assert members.shape == (3, 2, 2)
     assert not torch.allclose(members[0], members[1])  # different random starts
-    torch.testing.assert_close(model(frames), members.mean(dim=0))
+    torch.testing.assert_close(model.head.member_logits(frames), members, rtol=0, atol=1e-5)
+    torch.testing.assert_close(model(frames), members.mean(dim=0), rtol=0, atol=1e-5)
 
 
 def test_each_member_learns_on_its_own_loss(tiny_whisper_dir):
