@@ -14,6 +14,11 @@ The exported folder holds:
 - `runtime.json`: what the runtime needs besides the graph (words, window, hop, thresholds and their
   scale, calibration, the default refractory period) and the sha256 of the source model's files.
 
+A two-stage detector (family `cascade`) exports as two graphs instead of `model.onnx`: `stage1.onnx` (its
+own, possibly shorter window in) and `stage2.onnx` (the whole window in), each made as above, and
+runtime.json gets format_version 2 and a `cascade` section (each stage's file, family and window, the gate
+logit per word, the unseen margin): `wakeword.runtime` applies the gate exactly as CascadeDetector does.
+
 The phoneme family cannot be exported: it decodes with PocketSphinx, a search in C over a phoneme
 lattice, not a tensor graph.
 """
@@ -40,17 +45,19 @@ from wakeword.audio import N_MELS
 from wakeword.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_detector, read_config
 from wakeword.features import dft_matrices, mel_filters
 from wakeword.models.base import Detector, DetectorConfig
-from wakeword.runtime import ONNX_FILE, RUNTIME_FILE, RUNTIME_FORMAT_VERSION
+from wakeword.models.cascade import CascadeDetector
+from wakeword.runtime import ONNX_FILE, RUNTIME_FILE, STAGE_FILES, read_runtime_config
 
 OPSET = 17
 REFRACTORY_SECONDS = 1.0  # the CLI's default, copied so the runtime behaves like `wakeword detect`
 INT8_OPS = ["MatMul", "Gemm"]  # what --int8 quantises (see quantize_int8)
+# --int8 leaves float32 the matrix products whose node names contain one of these (none yet: see quantize_int8)
+INT8_KEEP_FLOAT: tuple[str, ...] = ()
+INT8_PER_CHANNEL = False
 CHECK_TOLERANCE = 1e-3  # float32 graph vs torch, max abs logit difference accepted at export time
 NOT_EXPORTABLE = {
     "phoneme": "it decodes with PocketSphinx (a search in C over a phoneme lattice with a pronunciation "
     "grammar), which is not a tensor graph; train a transfer or e2e model to run it with wakeword.runtime",
-    "cascade": "its second stage runs only on the hops where the first stage's gate opens, a choice made "
-    "between two graphs that the runtime does not make yet; run it with wakeword (torch), or export a stage alone",
 }
 
 
@@ -67,6 +74,7 @@ class ExportReport:
     int8: bool
     max_abs_logit_difference: float  # ONNX vs torch on the check windows (int8 differs more, by design)
     seconds: float
+    files: tuple[str, ...] = (ONNX_FILE,)  # the graphs written (a cascade: stage1.onnx, stage2.onnx)
 
 
 def export_detector(model_dir: str | os.PathLike, out_dir: str | os.PathLike, int8: bool = False) -> ExportReport:
@@ -87,36 +95,52 @@ def export_detector(model_dir: str | os.PathLike, out_dir: str | os.PathLike, in
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
     try:
-        graph = staging / ONNX_FILE
-        export_graph(matmul_convolutions(detector) if int8 else detector, graph)
-        if int8:
-            quantize_int8(graph, graph)
-        difference = check_graph(detector, graph, tolerance=None if int8 else CHECK_TOLERANCE)
-        metadata = runtime_metadata(detector, model_dir, int8) | {
-            "export_check": {"max_abs_logit_difference": difference}
-        }
+        differences = {}
+        for name, module in graphs(detector).items():
+            graph = staging / name
+            export_graph(matmul_convolutions(module) if int8 else module, graph)
+            if int8:
+                quantize_int8(graph, graph)
+            differences[name] = check_graph(module, graph, tolerance=None if int8 else CHECK_TOLERANCE)
+        difference = max(differences.values())
+        check = {"max_abs_logit_difference": difference} | ({"per_graph": differences} if len(differences) > 1 else {})
+        metadata = runtime_metadata(detector, model_dir, int8) | {"export_check": check}
         (staging / RUNTIME_FILE).write_text(json.dumps(metadata, indent=2), encoding="utf-8")
         _replace_folder(staging, out_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    size = (out_dir / ONNX_FILE).stat().st_size
-    return ExportReport(out_dir, size, int8, difference, time.monotonic() - start)
+    size = sum((out_dir / name).stat().st_size for name in differences)
+    return ExportReport(out_dir, size, int8, difference, time.monotonic() - start, tuple(differences))
+
+
+def graphs(detector: Detector) -> dict[str, Detector]:
+    """File name -> the detector that graph computes: model.onnx for one detector, stage1.onnx and
+    stage2.onnx for a cascade (the gate between them is runtime.json's, applied by wakeword.runtime)."""
+    if isinstance(detector, CascadeDetector):
+        return {STAGE_FILES["stage1"]: detector.stage1, STAGE_FILES["stage2"]: detector.stage2}
+    return {ONNX_FILE: detector}
 
 
 def zip_export(folder: str | os.PathLike, zip_path: str | os.PathLike) -> Path:
-    """Zip an exported folder (model.onnx, runtime.json under the folder's name) atomically."""
+    """Zip an exported folder (its graphs and runtime.json, under the folder's name) atomically."""
     folder, zip_path = Path(folder), Path(zip_path)
     fd, tmp = tempfile.mkstemp(dir=zip_path.parent, prefix=f".{zip_path.name}.", suffix=".tmp")
     os.close(fd)
     try:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-            for name in (ONNX_FILE, RUNTIME_FILE):
+            for name in (*exported_graphs(folder), RUNTIME_FILE):
                 archive.write(folder / name, f"{folder.name}/{name}")
         os.replace(tmp, zip_path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return zip_path
+
+
+def exported_graphs(folder: Path) -> tuple[str, ...]:
+    """The ONNX files an exported folder's runtime.json names (model.onnx, or a cascade's two stages)."""
+    cascade = read_runtime_config(folder).cascade
+    return (ONNX_FILE,) if cascade is None else (cascade.stage1_file, cascade.stage2_file)
 
 
 def _check_target(out_dir: Path) -> None:
@@ -219,11 +243,35 @@ def front_end_nodes(path: Path) -> list[str]:
     return [node.name for node in model.graph.node if names & set(node.input)]
 
 
-def quantize_int8(source: Path, target: Path) -> Path:
-    """Dynamic int8 quantisation of the graph's weights (activations are quantised at run time)."""
+def int8_nodes(path: Path, keep: tuple[str, ...] = INT8_KEEP_FLOAT) -> list[str]:
+    """Names of the graph's MatMul/Gemm nodes that `quantize_int8` quantises: all but the front end's and
+    those whose name contains one of the `keep` substrings."""
+    import onnx
+
+    front_end = set(front_end_nodes(path))
+    return [
+        node.name
+        for node in onnx.load(str(path)).graph.node
+        if node.op_type in INT8_OPS and node.name not in front_end and not any(k in node.name for k in keep)
+    ]
+
+
+def quantize_int8(
+    source: Path,
+    target: Path,
+    keep: tuple[str, ...] = INT8_KEEP_FLOAT,
+    per_channel: bool = INT8_PER_CHANNEL,
+    reduce_range: bool = False,
+) -> Path:
+    """Dynamic int8 quantisation of the graph's matrix-product weights (activations are quantised per call).
+
+    The front end and every node whose name contains a `keep` substring stay float32; `per_channel`
+    gives each output column of a weight matrix its own scale (see INT8_KEEP_FLOAT for the default)."""
+    import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    keep = front_end_nodes(source)
+    chosen = set(int8_nodes(source, keep))
+    exclude = [n.name for n in onnx.load(str(source)).graph.node if n.name not in chosen]
     root, level = logging.getLogger(), logging.getLogger().level
     with tempfile.TemporaryDirectory() as tmp:
         quantized = Path(tmp) / "int8.onnx"
@@ -233,7 +281,13 @@ def quantize_int8(source: Path, target: Path) -> Path:
             # weights only) ran slower than float32 Conv, and u8 x u8 products slower than u8 x s8
             # (benchmarks/export_speed.py: whisper-tiny window 8.1 ms with both, 5.8 ms like this)
             quantize_dynamic(
-                source, quantized, weight_type=QuantType.QInt8, nodes_to_exclude=keep, op_types_to_quantize=INT8_OPS
+                source,
+                quantized,
+                weight_type=QuantType.QInt8,
+                nodes_to_exclude=exclude,
+                op_types_to_quantize=INT8_OPS,
+                per_channel=per_channel,
+                reduce_range=reduce_range,
             )
         finally:
             root.setLevel(level)
@@ -273,8 +327,8 @@ def source_checksums(model_dir: Path) -> dict[str, str]:
 def runtime_metadata(detector: Detector, model_dir: Path, int8: bool) -> dict[str, Any]:
     """The contents of runtime.json (see the module docstring)."""
     config: DetectorConfig = detector.config
-    return {
-        "format_version": RUNTIME_FORMAT_VERSION,
+    meta = {
+        "format_version": 1,  # 2 only for a cascade (wakeword.runtime.RUNTIME_FORMAT_VERSION says why)
         "words": list(config.wake_words),
         "family": config.family,
         "encoder": config.encoder,
@@ -289,4 +343,34 @@ def runtime_metadata(detector: Detector, model_dir: Path, int8: bool) -> dict[st
         "input": {"name": "audio", "shape": ["batch", config.window_samples], "dtype": "float32"},
         "output": {"name": "logits", "shape": ["batch", len(config.wake_words)], "dtype": "float32"},
         "source": {"model_format_version": config.format_version, "sha256": source_checksums(model_dir)},
+    }
+    if isinstance(detector, CascadeDetector):
+        meta |= {"format_version": 2, "cascade": cascade_metadata(detector)}
+        del meta["input"], meta["output"]  # each stage's graph has its own input length, given per stage
+    return meta
+
+
+def cascade_metadata(cascade: CascadeDetector) -> dict[str, Any]:
+    """runtime.json's `cascade` section: each stage's graph and window, and the gate between them.
+
+    A word whose gate is -inf (never calibrated: stage 2 always runs) is written as null (JSON has no -inf)."""
+    stages = {}
+    for name, stage in (("stage1", cascade.stage1), ("stage2", cascade.stage2)):
+        config = stage.config
+        stages[name] = {
+            "file": STAGE_FILES[name],
+            "family": config.family,
+            "encoder": config.encoder,
+            "window_seconds": config.window_seconds,
+            "input": {"name": "audio", "shape": ["batch", config.window_samples], "dtype": "float32"},
+            "output": {"name": "logits", "shape": ["batch", len(config.wake_words)], "dtype": "float32"},
+        }
+    gates = {w: cascade.gate.logits.get(w, float("-inf")) for w in cascade.wake_words}
+    return stages | {
+        "gate_logits": {w: (None if g == float("-inf") else g) for w, g in gates.items()},
+        "unseen_margin": cascade.gate.unseen_margin,
+        "gate_recall": cascade.gate.recall,
+        "rule": "stage 1 scores the last stage1.window_seconds of every window; stage 2 scores the windows where "
+        "some word's stage-1 logit >= its gate; every other window scores min(stage-1 logit, threshold - "
+        "unseen_margin) per word",
     }
