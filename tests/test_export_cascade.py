@@ -179,3 +179,26 @@ def test_cascade_gate_never_calibrated_runs_stage2_everywhere_and_bad_sections_a
     (tmp_path / "export" / "runtime.json").write_text(json.dumps(meta))
     with pytest.raises(RuntimeModelError, match="plain file names"):
         read_runtime_config(tmp_path / "export")
+
+
+def test_cascade_runtime_streams_without_torch(cascade_dir, tmp_path, speech):
+    import subprocess
+    import sys
+    import textwrap
+
+    from test_runtime import BLOCKER
+
+    model_dir, _ = cascade_dir
+    export_detector(model_dir, tmp_path / "export")
+    script = BLOCKER + textwrap.dedent(
+        f"""
+        from wakeword.runtime import main
+        code = main(["detect", {str(tmp_path / "export")!r}, {str(speech[0])!r}, "--threads", "1"])
+        heavy = sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)
+        print("HEAVY", heavy, "CODE", code)
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert lines[-1] == "HEAVY [] CODE 0" and len(lines) >= 3  # the events, then the check line
