@@ -291,7 +291,7 @@ def models_tab(studio: Studio) -> tuple:
     with gr.Row(equal_height=True):
         int8 = gr.Checkbox(label="int8 (smaller, faster; scores change slightly)", elem_id="models-int8")
         export = gr.Button("Export for wakeword-runtime (ONNX)", elem_id="models-export")
-        download = gr.File(label="Exported model (zip: model.onnx + runtime.json)", elem_id="models-download")
+        download = gr.File(label="Exported model (zip: ONNX graph(s) + runtime.json)", elem_id="models-download")
 
     @_guard
     def show(name):

@@ -1,6 +1,7 @@
 """Does export change accuracy? One trained jarvis detector scored by torch, ONNX float32 and ONNX int8.
 
     python benchmarks/export_accuracy.py [--real-clips 50] [--test-positives 60] [--negative-minutes 5]
+        [--int8-candidates NAME ...] [--reuse-float]
 
 Protocol (the jarvis protocol of recipes/compare.yaml, ../shared/data): session groups split in half; a
 head-only transfer model (whisper-tiny.en) is trained on `--real-clips` real clips from training sessions
@@ -13,6 +14,11 @@ sentences, FA/h there, ROC AUC (clip scores), FRR at 1% clip FAR. Scores are LOG
 (no probability saturation). One training run: the differences between backends, not the absolute
 figures, are the point.
 
+`--int8-candidates` adds one int8 backend per named configuration of benchmarks/int8_candidates.py
+(`onnx-int8[NAME]`); `--reuse-float` takes the torch and float32 rows from the results file of an earlier run
+with the same settings instead of scoring them again (they do not depend on the int8 configuration; the
+file then says so under `reused_float_rows`).
+
 Results: benchmarks/results/export_accuracy.json
 """
 
@@ -21,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -39,10 +46,13 @@ from wakeword.compare import (
     on_shared_data,
     subset_dataset,
 )
-from wakeword.export import export_detector
+from wakeword.export import Int8Settings, export_detector
 from wakeword.runtime import load_runtime
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+from int8_candidates import CANDIDATES  # noqa: E402  (a sibling script, not a package module)
+
 SHARED = Path(os.environ.get("WAKEWORD_SHARED_DATA", REPO.parent / "shared" / "data"))
 OUT = REPO / "runs" / "export-accuracy"
 QUICK = ("data.synth.n_positives=100", "data.synth.n_confusables=60", "data.synth.n_generic=60",
@@ -65,7 +75,10 @@ def main() -> None:
     parser.add_argument("--real-clips", type=int, default=50)
     parser.add_argument("--test-positives", type=int, default=60)
     parser.add_argument("--negative-minutes", type=float, default=5.0)
+    parser.add_argument("--int8-candidates", nargs="*", default=[], help="names from benchmarks/int8_candidates.py")
+    parser.add_argument("--reuse-float", action="store_true", help="torch and float32 rows from the last run")
     args = parser.parse_args()
+    torch.set_num_threads(1)
     spec = load_compare(REPO / "recipes" / "compare.yaml")
     spec = on_shared_data(
         spec, SHARED, OUT, max_test_positives=args.test_positives, negative_minutes=args.negative_minutes
@@ -82,6 +95,12 @@ def main() -> None:
     export_detector(model_dir, OUT / "onnx-fp32")
     export_detector(model_dir, OUT / "onnx-int8", int8=True)
     config = load_detector(model_dir).config
+    candidates = {}
+    for name in args.int8_candidates:
+        keep, per_channel, reduce_range = CANDIDATES[name]
+        folder = OUT / f"onnx-int8-{name.replace(' ', '_').replace(',', '+')}"
+        export_detector(model_dir, folder, int8_settings=Int8Settings(keep, per_channel, reduce_range))
+        candidates[f"onnx-int8[{name}]"] = load_runtime(folder, threads=1).logits
 
     @torch.no_grad()
     def torch_logits(windows):
@@ -89,12 +108,23 @@ def main() -> None:
 
     scorers = {
         "torch": torch_logits,
-        "onnx-fp32": load_runtime(OUT / "onnx-fp32").logits,
-        "onnx-int8": load_runtime(OUT / "onnx-int8").logits,
-    }
+        "onnx-fp32": load_runtime(OUT / "onnx-fp32", threads=1).logits,
+        "onnx-int8": load_runtime(OUT / "onnx-int8", threads=1).logits,
+    } | candidates
+    out = REPO / "benchmarks" / "results" / "export_accuracy.json"
     results = {"protocol": __doc__.split("\n\n")[2].strip(), "real_clips": args.real_clips, "backends": {}}
     results |= {"test_positives": args.test_positives, "negative_minutes": args.negative_minutes}
     results["training_seconds"] = trained_seconds
+    if args.reuse_float:
+        earlier = json.loads(out.read_text())
+        same = {k: earlier[k] for k in ("real_clips", "test_positives", "negative_minutes")}
+        if same != {k: results[k] for k in same}:
+            raise SystemExit(f"{out}: made with {same}, not these settings; run without --reuse-float")
+        for name in ("torch", "onnx-fp32"):
+            results["backends"][name] = earlier["backends"][name]
+            del scorers[name]
+        results["reused_float_rows"] = "torch and onnx-fp32 rows copied from the previous run of the same settings"
+        results["training_seconds"] = earlier.get("training_seconds")
     for name, logits in scorers.items():
         start = time.monotonic()
         row = evaluate_on(LogitScorer(config, logits), spec, test)
@@ -105,11 +135,14 @@ def main() -> None:
         key: round(100 * (results["backends"]["onnx-int8"][key] - base[key]), 3)
         for key in ("frr", "roc_auc", "frr_at_1pct_far")
     }
+    results["candidates_minus_torch_points"] = {
+        name: {key: round(100 * (results["backends"][name][key] - base[key]), 3) for key in ("frr", "roc_auc")}
+        for name in candidates
+    }
     results["fp32_minus_torch_points"] = {
         key: round(100 * (results["backends"]["onnx-fp32"][key] - base[key]), 3)
         for key in ("frr", "roc_auc", "frr_at_1pct_far")
     }
-    out = REPO / "benchmarks" / "results" / "export_accuracy.json"
     out.write_text(json.dumps(results, indent=2) + "\n")
 
 

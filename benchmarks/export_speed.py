@@ -1,11 +1,13 @@
 """Torch vs ONNX float32 vs ONNX int8: model size, peak memory and real-time factor on ONE thread.
 
-    python benchmarks/export_speed.py [--seconds 20] [--families transfer-whisper transfer-speech-embedding e2e]
+    python benchmarks/export_speed.py [--seconds 20] [--families transfer-whisper transfer-speech-embedding e2e cascade]
 
 For each family a detector with the real encoder is built (untrained: speed does not depend on the weights'
 values), saved, and exported twice (`wakeword export`, then with `--int8`). Each backend then runs in its
 own process, so peak RSS is that backend's alone:
-- torch: `wakeword.stream.StreamingDetector` with `torch.set_num_threads(1)`;
+- torch: `wakeword.stream.StreamingDetector` with `torch.set_num_threads(1)` and
+  WAKEWORD_ENCODER_BACKEND=torch (since issue 15c `wakeword` runs a frozen encoder's frames through
+  onnxruntime by default; this row is torch alone, as before that);
 - onnx-fp32 / onnx-int8: `wakeword.runtime` (numpy + onnxruntime, torch never imported) with
   `intra_op_num_threads=1`.
 Both stream `--seconds` of real speech (speechocean762 sentences from ../shared/data) one 0.1 s hop per call,
@@ -14,6 +16,9 @@ seconds (0.05 = 5% of one core). Peak RSS is the process's VmHWM after streaming
 Compute seconds are the process's CPU time (best of 3 passes); the machine has 2 cores shared with other
 work, so figures may be pessimistic (each row records the 1-minute load average before and after it).
 int8 quantises matrix products only, Whisper's convolutions exported as such (see wakeword/export.py).
+The cascade row is the exception to "untrained": how often its stage 2 runs depends on its trained gate, so it
+is the jarvis cascade trained by `python benchmarks/cascade_speed.py train` (benchmarks/cache/cascade/model:
+an e2e stage 1, a head-only whisper-tiny.en stage 2); its rows add the share of hops stage 2 scored.
 
 Results: benchmarks/results/export.json and export.png.
 """
@@ -33,11 +38,13 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("WAKEWORD_SHARED_DATA", REPO.parent / "shared" / "data"))
 RESULTS = REPO / "benchmarks" / "results"
+BACKEND_ENV = "WAKEWORD_ENCODER_BACKEND"  # wakeword.encoders.onnx_frames.BACKEND_ENV (not imported: it imports torch)
 WORK = REPO / "runs" / "export-bench"
 FAMILIES = {
     "transfer-whisper": {"family": "transfer", "encoder": {"name": "whisper-tiny.en", "trainable": "head"}},
     "transfer-speech-embedding": {"family": "transfer", "encoder": {"name": "speech-embedding", "trainable": "head"}},
     "e2e": {"family": "e2e", "encoder": {}},
+    "cascade": {"family": "cascade", "model": REPO / "benchmarks" / "cache" / "cascade" / "model"},
 }
 BACKENDS = ("torch", "onnx-fp32", "onnx-int8")
 REPEATS = 3
@@ -66,8 +73,13 @@ def build(name: str) -> dict[str, Path]:
 
     spec = FAMILIES[name]
     folders = {"torch": WORK / name, "onnx-fp32": WORK / f"{name}-onnx", "onnx-int8": WORK / f"{name}-onnx-int8"}
-    config = DetectorConfig(family=spec["family"], wake_words=("jarvis",), encoder=spec["encoder"])
-    save_detector(get_family(spec["family"]).build_model(config), folders["torch"])
+    if "model" in spec:  # a trained model, used as it is
+        if not (spec["model"] / "config.json").is_file():
+            raise SystemExit(f"{spec['model']}: no trained cascade; run python benchmarks/cascade_speed.py train")
+        folders["torch"] = spec["model"]
+    else:
+        config = DetectorConfig(family=spec["family"], wake_words=("jarvis",), encoder=spec["encoder"])
+        save_detector(get_family(spec["family"]).build_model(config), folders["torch"])
     export_detector(folders["torch"], folders["onnx-fp32"])
     export_detector(folders["torch"], folders["onnx-int8"], int8=True)
     return folders
@@ -86,22 +98,30 @@ def worker(backend: str, folder: str, seconds: float) -> dict:
         detector = load_detector(folder)
         streamer = StreamingDetector(detector)
         n_parameters = sum(t.numel() for t in detector.state_dict().values())
+        cascade = hasattr(detector, "stage2_windows")  # a CascadeDetector counts the windows stage 2 scored
     else:
         from wakeword.runtime import load_runtime, streaming_detector
 
-        streamer = streaming_detector(load_runtime(folder, threads=1))
+        detector = load_runtime(folder, threads=1)
+        streamer = streaming_detector(detector)
         n_parameters = None
+        cascade = detector.config.cascade is not None  # so does the runtime, for a cascade export
     hop = streamer.hop_samples
     streamer.process(audio[: 10 * hop])  # warm-up: first calls allocate
-    best = float("inf")
+    best, stage2_windows = float("inf"), None
     for _ in range(REPEATS):
         streamer.reset()
+        before = detector.stage2_windows if cascade else None
         start = time.process_time()
         for begin in range(0, len(audio), hop):
             streamer.process(audio[begin : begin + hop])
         best = min(best, time.process_time() - start)
+        if before is not None:
+            stage2_windows = detector.stage2_windows - before
     heavy = sorted({m.split(".")[0] for m in sys.modules} & {"torch", "transformers"})
-    return {
+    n_hops = -(-len(audio) // hop)
+    share = {} if stage2_windows is None else {"stage2_share": stage2_windows / n_hops}
+    return share | {
         "rtf": best / seconds,
         "peak_rss_mb": peak_rss_mb(),
         "n_parameters": n_parameters,
@@ -118,11 +138,14 @@ def peak_rss_mb() -> float:
 
 
 def model_mb(backend: str, folder: Path, n_parameters: int | None) -> float:
-    """ONNX: the model.onnx file. torch: float32 weights of the whole detector (encoder included, as a
-    head-only transfer model's own file holds only the head and loads the encoder from the bundle)."""
+    """ONNX: the graph files (model.onnx, or a cascade's two). torch: float32 weights of the whole detector
+    (encoder included, as a head-only transfer model's own file holds only the head and loads the encoder
+    from the bundle)."""
+    from wakeword.export import exported_graphs
+
     if backend == "torch":
         return 4 * n_parameters / 1e6
-    return (folder / "model.onnx").stat().st_size / 1e6
+    return sum((folder / name).stat().st_size for name in exported_graphs(folder)) / 1e6
 
 
 def measure(name: str, folders: dict[str, Path], seconds: float) -> dict:
@@ -130,14 +153,16 @@ def measure(name: str, folders: dict[str, Path], seconds: float) -> dict:
     for backend in BACKENDS:
         load_before = os.getloadavg()[0]
         command = [sys.executable, __file__, "--worker", backend, str(folders[backend]), "--seconds", str(seconds)]
-        output = subprocess.run(
-            command, capture_output=True, text=True, check=True, env=os.environ | {"OMP_NUM_THREADS": "1"}
-        )
+        env = os.environ | {"OMP_NUM_THREADS": "1"}
+        if backend == "torch":  # all torch: `wakeword` runs a frozen encoder through onnxruntime by default
+            env[BACKEND_ENV] = "torch"
+        output = subprocess.run(command, capture_output=True, text=True, check=True, env=env)
         row = json.loads(output.stdout.strip().splitlines()[-1])
         n_parameters = row.pop("n_parameters") or rows.get("torch", {}).get("n_parameters")
         rows[backend] = row | {"model_mb": round(model_mb(backend, folders[backend], n_parameters), 2)}
         rows[backend]["n_parameters"] = n_parameters
         rows[backend]["load_average_1min"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]  # before, after
+        rows[backend]["measured_utc"] = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
         print(name, backend, rows[backend], flush=True)
     return rows
 
@@ -169,6 +194,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--families", nargs="+", default=list(FAMILIES), choices=list(FAMILIES))
+    parser.add_argument("--merge", action="store_true", help="keep the other families' rows of export.json")
     parser.add_argument("--worker", nargs=2, metavar=("BACKEND", "FOLDER"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -180,6 +206,8 @@ def main() -> None:
         "machine": f"{os.cpu_count()} CPU cores, shared with other work while measuring",
         "families": {},
     }
+    if args.merge and (RESULTS / "export.json").is_file():
+        results["families"] = json.loads((RESULTS / "export.json").read_text())["families"]
     for name in args.families:
         results["families"][name] = measure(name, build(name), args.seconds)
     RESULTS.mkdir(parents=True, exist_ok=True)

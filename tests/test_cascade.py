@@ -241,11 +241,17 @@ def test_transfer_stage2_round_trip(cascade, tiny_whisper_dir, tmp_path):
     torch.testing.assert_close(again.score(audio), built.score(audio))
 
 
-def test_export_refuses_a_cascade_and_says_why(trained, tmp_path):
-    from wakeword.export import ExportError, export_detector
+def test_a_trained_cascade_exports_and_the_runtime_scores_it_as_torch(trained, cascade, tmp_path, tts):
+    from wakeword.export import export_detector
+    from wakeword.runtime import load_runtime, streaming_detector
 
-    with pytest.raises(ExportError, match="second stage runs only"):
-        export_detector(trained[0], tmp_path / "out")
+    export_detector(trained[0], tmp_path / "out")
+    audio = np.concatenate([_speech(tts, 3), tts(WORD), _noise(2, 16), tts(WORD, variant="m3"), _noise(1, 17)])
+    runtime = load_runtime(tmp_path / "out", threads=1)
+    streamer = streaming_detector(runtime)
+    got = np.concatenate([streamer.process(audio).scores, streamer.flush().scores])
+    np.testing.assert_allclose(got, score_array(cascade, audio)[1], atol=1e-4)
+    assert 0 < runtime.stage2_windows < len(got)
 
 
 def test_evaluate_and_mine_read_a_cascade_without_knowing(trained, tmp_path, tts):

@@ -157,9 +157,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     from wakeword.export import export_detector
 
     report = export_detector(args.model, args.out, int8=args.int8)
-    kind = "int8" if report.int8 else "float32"
+    kind, files = "int8" if report.int8 else "float32", " + ".join(report.files)
     print(
-        f"wrote {report.out_dir} ({kind} model.onnx, {report.onnx_bytes / 1e6:.1f} MB; max logit difference "
+        f"wrote {report.out_dir} ({kind} {files}, {report.onnx_bytes / 1e6:.1f} MB; max logit difference "
         f"from torch {report.max_abs_logit_difference:.1e}); run it: wakeword-runtime detect {report.out_dir} AUDIO"
     )
     return 0
@@ -347,7 +347,11 @@ def build_parser() -> argparse.ArgumentParser:
     compare.set_defaults(func=cmd_compare)
     export = sub.add_parser("export", help="ONNX graph + runtime.json for the torch-free wakeword-runtime")
     export.add_argument("model", help="model directory (config.json + model.safetensors)")
-    export.add_argument("--out", required=True, help="folder to write model.onnx and runtime.json into")
+    export.add_argument(
+        "--out",
+        required=True,
+        help="folder to write model.onnx (a cascade: stage1.onnx, stage2.onnx) and runtime.json into",
+    )
     export.add_argument("--int8", action="store_true", help="dynamic int8 quantisation (smaller, faster)")
     export.set_defaults(func=cmd_export)
     train = sub.add_parser("train", help="train a detector from a YAML recipe")

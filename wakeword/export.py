@@ -6,13 +6,19 @@ The exported folder holds:
   input `audio` (batch, window_samples) float32 16 kHz, output `logits` (batch, n_words) float32. The
   log-mel front end is inside the graph (its STFT as two matrix products with fixed, half-folded DFT
   matrices, the mel filterbank as a third), and for the transfer family the encoder and the head together.
-  With `int8`, the weights of the matrix products after the front end are dynamically quantised to int8
-  (onnxruntime.quantization; activations are quantised per call). Whisper's two convolutions are exported
+  With `int8`, the weights of the matrix products after the front end are dynamically quantised to int8,
+  one scale per output channel (onnxruntime.quantization; activations are quantised per call; why this
+  configuration, and what it costs in accuracy: INT8_PER_CHANNEL). Whisper's two convolutions are exported
   as matrix products for this (MatMulConv1d) and quantised too; other convolutions stay float32
   (onnxruntime's int8 convolution was slower), and so does the front end: a log of int8-rounded power
   would lose the quiet bins.
 - `runtime.json`: what the runtime needs besides the graph (words, window, hop, thresholds and their
   scale, calibration, the default refractory period) and the sha256 of the source model's files.
+
+A two-stage detector (family `cascade`) exports as two graphs instead of `model.onnx`: `stage1.onnx` (its
+own, possibly shorter window in) and `stage2.onnx` (the whole window in), each made as above, and
+runtime.json gets format_version 2 and a `cascade` section (each stage's file, family and window, the gate
+logit per word, the unseen margin): `wakeword.runtime` applies the gate exactly as CascadeDetector does.
 
 The phoneme family cannot be exported: it decodes with PocketSphinx, a search in C over a phoneme
 lattice, not a tensor graph.
@@ -29,7 +35,7 @@ import tempfile
 import time
 import warnings
 import zipfile
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,22 +46,40 @@ from wakeword.audio import N_MELS
 from wakeword.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_detector, read_config
 from wakeword.features import dft_matrices, mel_filters
 from wakeword.models.base import Detector, DetectorConfig
-from wakeword.runtime import ONNX_FILE, RUNTIME_FILE, RUNTIME_FORMAT_VERSION
+from wakeword.models.cascade import CascadeDetector
+from wakeword.runtime import ONNX_FILE, RUNTIME_FILE, STAGE_FILES, read_runtime_config
 
 OPSET = 17
 REFRACTORY_SECONDS = 1.0  # the CLI's default, copied so the runtime behaves like `wakeword detect`
 INT8_OPS = ["MatMul", "Gemm"]  # what --int8 quantises (see quantize_int8)
+# The --int8 default: every matrix product after the front end, weights per output channel. Measured on the
+# jarvis model of benchmarks/export_accuracy.py (120 held-out positives, 10 min of speech), against torch:
+#   per-tensor weights (before):       FRR at 1 FA/h +1.67 points (2 clips), ROC AUC -0.09 points
+#   per-channel (this default):        FRR +0.83 (1 clip), AUC +0.41; logit error on 8354 other real windows
+#                                      0.29 mean (was 0.38); 3.60 ms a window on one thread (3.69 before)
+#   FFN only, or per-channel with conv2 and layer 0 float32: also +0.83 FRR, 5-6 ms a window
+# No configuration tried met the issue's 0.5-point FRR bound (one clip of 120 is 0.83 points); the candidates
+# and their errors: benchmarks/int8_candidates.py, benchmarks/results/int8_*.json, docs/export.md
+INT8_KEEP_FLOAT: tuple[str, ...] = ()  # substrings of node names --int8 leaves float32
+INT8_PER_CHANNEL = True
 CHECK_TOLERANCE = 1e-3  # float32 graph vs torch, max abs logit difference accepted at export time
 NOT_EXPORTABLE = {
     "phoneme": "it decodes with PocketSphinx (a search in C over a phoneme lattice with a pronunciation "
     "grammar), which is not a tensor graph; train a transfer or e2e model to run it with wakeword.runtime",
-    "cascade": "its second stage runs only on the hops where the first stage's gate opens, a choice made "
-    "between two graphs that the runtime does not make yet; run it with wakeword (torch), or export a stage alone",
 }
 
 
 class ExportError(ValueError):
     """A model that cannot be exported, or an export that does not match its source; names the path."""
+
+
+@dataclass(frozen=True)
+class Int8Settings:
+    """How --int8 quantises (see quantize_int8); the defaults are `wakeword export --int8`'s."""
+
+    keep: tuple[str, ...] = INT8_KEEP_FLOAT  # node-name substrings left float32
+    per_channel: bool = INT8_PER_CHANNEL  # one scale per output column of each weight matrix
+    reduce_range: bool = False  # 7-bit weights (for CPUs without VNNI, where u8 x s8 products can saturate)
 
 
 @dataclass(frozen=True)
@@ -67,15 +91,24 @@ class ExportReport:
     int8: bool
     max_abs_logit_difference: float  # ONNX vs torch on the check windows (int8 differs more, by design)
     seconds: float
+    files: tuple[str, ...] = (ONNX_FILE,)  # the graphs written (a cascade: stage1.onnx, stage2.onnx)
 
 
-def export_detector(model_dir: str | os.PathLike, out_dir: str | os.PathLike, int8: bool = False) -> ExportReport:
+def export_detector(
+    model_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    int8: bool = False,
+    int8_settings: Int8Settings | None = None,
+) -> ExportReport:
     """Write `out_dir/model.onnx` and `out_dir/runtime.json` for the model in `model_dir`.
 
     The folder is written atomically (a temp folder, then a rename); an existing export there is
     replaced, any other existing non-empty folder is refused. Raises ExportError for a family that
     cannot be exported or a graph whose float32 logits differ from torch's by more than 1e-3.
+    `int8_settings` (benchmarks) replaces the --int8 defaults; it implies int8.
     """
+    int8 = int8 or int8_settings is not None
+    settings = int8_settings or Int8Settings()
     start, model_dir, out_dir = time.monotonic(), Path(model_dir), Path(out_dir)
     config = read_config(model_dir)
     if config.family in NOT_EXPORTABLE:
@@ -87,36 +120,54 @@ def export_detector(model_dir: str | os.PathLike, out_dir: str | os.PathLike, in
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
     try:
-        graph = staging / ONNX_FILE
-        export_graph(matmul_convolutions(detector) if int8 else detector, graph)
+        differences = {}
+        for name, module in graphs(detector).items():
+            graph = staging / name
+            export_graph(matmul_convolutions(module) if int8 else module, graph)
+            if int8:
+                quantize_int8(graph, graph, settings.keep, settings.per_channel, settings.reduce_range)
+            differences[name] = check_graph(module, graph, tolerance=None if int8 else CHECK_TOLERANCE)
+        difference = max(differences.values())
+        check = {"max_abs_logit_difference": difference} | ({"per_graph": differences} if len(differences) > 1 else {})
+        metadata = runtime_metadata(detector, model_dir, int8) | {"export_check": check}
         if int8:
-            quantize_int8(graph, graph)
-        difference = check_graph(detector, graph, tolerance=None if int8 else CHECK_TOLERANCE)
-        metadata = runtime_metadata(detector, model_dir, int8) | {
-            "export_check": {"max_abs_logit_difference": difference}
-        }
+            metadata["int8"] = asdict(settings)  # keep (node names left float32), per_channel, reduce_range
         (staging / RUNTIME_FILE).write_text(json.dumps(metadata, indent=2), encoding="utf-8")
         _replace_folder(staging, out_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    size = (out_dir / ONNX_FILE).stat().st_size
-    return ExportReport(out_dir, size, int8, difference, time.monotonic() - start)
+    size = sum((out_dir / name).stat().st_size for name in differences)
+    return ExportReport(out_dir, size, int8, difference, time.monotonic() - start, tuple(differences))
+
+
+def graphs(detector: Detector) -> dict[str, Detector]:
+    """File name -> the detector that graph computes: model.onnx for one detector, stage1.onnx and
+    stage2.onnx for a cascade (the gate between them is runtime.json's, applied by wakeword.runtime)."""
+    if isinstance(detector, CascadeDetector):
+        return {STAGE_FILES["stage1"]: detector.stage1, STAGE_FILES["stage2"]: detector.stage2}
+    return {ONNX_FILE: detector}
 
 
 def zip_export(folder: str | os.PathLike, zip_path: str | os.PathLike) -> Path:
-    """Zip an exported folder (model.onnx, runtime.json under the folder's name) atomically."""
+    """Zip an exported folder (its graphs and runtime.json, under the folder's name) atomically."""
     folder, zip_path = Path(folder), Path(zip_path)
     fd, tmp = tempfile.mkstemp(dir=zip_path.parent, prefix=f".{zip_path.name}.", suffix=".tmp")
     os.close(fd)
     try:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-            for name in (ONNX_FILE, RUNTIME_FILE):
+            for name in (*exported_graphs(folder), RUNTIME_FILE):
                 archive.write(folder / name, f"{folder.name}/{name}")
         os.replace(tmp, zip_path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return zip_path
+
+
+def exported_graphs(folder: Path) -> tuple[str, ...]:
+    """The ONNX files an exported folder's runtime.json names (model.onnx, or a cascade's two stages)."""
+    cascade = read_runtime_config(folder).cascade
+    return (ONNX_FILE,) if cascade is None else (cascade.stage1_file, cascade.stage2_file)
 
 
 def _check_target(out_dir: Path) -> None:
@@ -219,11 +270,35 @@ def front_end_nodes(path: Path) -> list[str]:
     return [node.name for node in model.graph.node if names & set(node.input)]
 
 
-def quantize_int8(source: Path, target: Path) -> Path:
-    """Dynamic int8 quantisation of the graph's weights (activations are quantised at run time)."""
+def int8_nodes(path: Path, keep: tuple[str, ...] = INT8_KEEP_FLOAT) -> list[str]:
+    """Names of the graph's MatMul/Gemm nodes that `quantize_int8` quantises: all but the front end's and
+    those whose name contains one of the `keep` substrings."""
+    import onnx
+
+    front_end = set(front_end_nodes(path))
+    return [
+        node.name
+        for node in onnx.load(str(path)).graph.node
+        if node.op_type in INT8_OPS and node.name not in front_end and not any(k in node.name for k in keep)
+    ]
+
+
+def quantize_int8(
+    source: Path,
+    target: Path,
+    keep: tuple[str, ...] = INT8_KEEP_FLOAT,
+    per_channel: bool = INT8_PER_CHANNEL,
+    reduce_range: bool = False,
+) -> Path:
+    """Dynamic int8 quantisation of the graph's matrix-product weights (activations are quantised per call).
+
+    The front end and every node whose name contains a `keep` substring stay float32; `per_channel`
+    gives each output column of a weight matrix its own scale (see INT8_KEEP_FLOAT for the default)."""
+    import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    keep = front_end_nodes(source)
+    chosen = set(int8_nodes(source, keep))
+    exclude = [n.name for n in onnx.load(str(source)).graph.node if n.name not in chosen]
     root, level = logging.getLogger(), logging.getLogger().level
     with tempfile.TemporaryDirectory() as tmp:
         quantized = Path(tmp) / "int8.onnx"
@@ -233,7 +308,13 @@ def quantize_int8(source: Path, target: Path) -> Path:
             # weights only) ran slower than float32 Conv, and u8 x u8 products slower than u8 x s8
             # (benchmarks/export_speed.py: whisper-tiny window 8.1 ms with both, 5.8 ms like this)
             quantize_dynamic(
-                source, quantized, weight_type=QuantType.QInt8, nodes_to_exclude=keep, op_types_to_quantize=INT8_OPS
+                source,
+                quantized,
+                weight_type=QuantType.QInt8,
+                nodes_to_exclude=exclude,
+                op_types_to_quantize=INT8_OPS,
+                per_channel=per_channel,
+                reduce_range=reduce_range,
             )
         finally:
             root.setLevel(level)
@@ -273,8 +354,8 @@ def source_checksums(model_dir: Path) -> dict[str, str]:
 def runtime_metadata(detector: Detector, model_dir: Path, int8: bool) -> dict[str, Any]:
     """The contents of runtime.json (see the module docstring)."""
     config: DetectorConfig = detector.config
-    return {
-        "format_version": RUNTIME_FORMAT_VERSION,
+    meta = {
+        "format_version": 1,  # 2 only for a cascade (wakeword.runtime.RUNTIME_FORMAT_VERSION says why)
         "words": list(config.wake_words),
         "family": config.family,
         "encoder": config.encoder,
@@ -289,4 +370,34 @@ def runtime_metadata(detector: Detector, model_dir: Path, int8: bool) -> dict[st
         "input": {"name": "audio", "shape": ["batch", config.window_samples], "dtype": "float32"},
         "output": {"name": "logits", "shape": ["batch", len(config.wake_words)], "dtype": "float32"},
         "source": {"model_format_version": config.format_version, "sha256": source_checksums(model_dir)},
+    }
+    if isinstance(detector, CascadeDetector):
+        meta |= {"format_version": 2, "cascade": cascade_metadata(detector)}
+        del meta["input"], meta["output"]  # each stage's graph has its own input length, given per stage
+    return meta
+
+
+def cascade_metadata(cascade: CascadeDetector) -> dict[str, Any]:
+    """runtime.json's `cascade` section: each stage's graph and window, and the gate between them.
+
+    A word whose gate is -inf (never calibrated: stage 2 always runs) is written as null (JSON has no -inf)."""
+    stages = {}
+    for name, stage in (("stage1", cascade.stage1), ("stage2", cascade.stage2)):
+        config = stage.config
+        stages[name] = {
+            "file": STAGE_FILES[name],
+            "family": config.family,
+            "encoder": config.encoder,
+            "window_seconds": config.window_seconds,
+            "input": {"name": "audio", "shape": ["batch", config.window_samples], "dtype": "float32"},
+            "output": {"name": "logits", "shape": ["batch", len(config.wake_words)], "dtype": "float32"},
+        }
+    gates = {w: cascade.gate.logits.get(w, float("-inf")) for w in cascade.wake_words}
+    return stages | {
+        "gate_logits": {w: (None if g == float("-inf") else g) for w, g in gates.items()},
+        "unseen_margin": cascade.gate.unseen_margin,
+        "gate_recall": cascade.gate.recall,
+        "rule": "stage 1 scores the last stage1.window_seconds of every window; stage 2 scores the windows where "
+        "some word's stage-1 logit >= its gate; every other window scores min(stage-1 logit, threshold - "
+        "unseen_margin) per word",
     }

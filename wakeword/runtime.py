@@ -11,6 +11,12 @@ smoothing, the rising-edge rule, the refractory period and event times are exact
 thresholds of runtime.json (a runtime.json whose `threshold_scale` is "probability" has each threshold p
 read as log(p / (1 - p)), the same decision). `wakeword.metrics.probability` gives display probabilities.
 
+A two-stage detector (family `cascade`) exports as two graphs, `stage1.onnx` and `stage2.onnx`, and a
+`cascade` section of runtime.json (format_version 2); `OnnxDetector.logits` then applies the rule of
+`wakeword.models.cascade.CascadeDetector.forward`: stage 1 scores every window (its last
+`stage1_window_seconds`), stage 2 scores only the windows where some word's stage-1 logit reaches its gate,
+and a window stage 2 did not score gets min(stage-1 logit, threshold - unseen_margin) for every word.
+
 Command line: `wakeword-runtime detect DIR AUDIO` and `wakeword-runtime listen DIR` (see `main`).
 Files and arrays need soundfile; microphones need sounddevice; audio not at 16 kHz needs soxr.
 """
@@ -29,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from wakeword.audio import AudioError, WindowTiming
+from wakeword.audio import AudioError, WindowTiming, seconds_to_samples
 from wakeword.metrics import logit, probability
 from wakeword.stream import (
     Detection,
@@ -42,7 +48,10 @@ from wakeword.stream import (
 )
 
 ONNX_FILE, RUNTIME_FILE = "model.onnx", "runtime.json"
-RUNTIME_FORMAT_VERSION = 1
+STAGE_FILES = {"stage1": "stage1.onnx", "stage2": "stage2.onnx"}  # a cascade's two graphs, instead of model.onnx
+# 1: one graph (model.onnx). 2: adds the `cascade` section. Exports write the lowest version that describes
+# them, so a runtime that reads only 1 still runs every single-graph export and refuses a cascade by its version
+RUNTIME_FORMAT_VERSION = 2
 THRESHOLD_SCALES = ("logit", "probability")
 # onnxruntime fuses whisper's last residual Add and LayerNorm into one SkipLayerNormalization, which ran
 # 12x slower than the two ops it replaces on one thread (onnxruntime 1.32 profiler: 0.30 against 0.024 ms a window)
@@ -59,6 +68,37 @@ def to_logit(threshold: float, scale: str) -> float:
 
 
 @dataclass(frozen=True)
+class CascadeGate:
+    """runtime.json's `cascade` section: the two graphs and the gate between them (see the module docstring)."""
+
+    stage1_file: str
+    stage2_file: str
+    stage1_window_seconds: float  # stage 1 reads the last this-many seconds of each window
+    gate_logits: tuple[float, ...]  # per word (runtime.json order); -inf (null in the file): stage 2 always runs
+    unseen_margin: float  # an unseen window scores at most threshold - unseen_margin (logits)
+
+    @property
+    def stage1_samples(self) -> int:
+        return seconds_to_samples(self.stage1_window_seconds)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], words: Sequence[str], window_seconds: float) -> CascadeGate:
+        gates = data["gate_logits"]
+        gate = cls(
+            str(data["stage1"]["file"]),
+            str(data["stage2"]["file"]),
+            float(data["stage1"]["window_seconds"]),
+            tuple(float("-inf") if gates[w] is None else float(gates[w]) for w in words),
+            float(data["unseen_margin"]),
+        )
+        if not 0 < gate.stage1_window_seconds <= window_seconds:
+            raise ValueError("cascade.stage1.window_seconds must be in (0, window_seconds]")
+        if {Path(gate.stage1_file).name, Path(gate.stage2_file).name} != {gate.stage1_file, gate.stage2_file}:
+            raise ValueError("cascade graph files must be plain file names inside the exported folder")
+        return gate
+
+
+@dataclass(frozen=True)
 class RuntimeConfig(WindowTiming):
     """runtime.json, with thresholds converted to logits. Has what StreamingDetector reads from a config."""
 
@@ -70,6 +110,7 @@ class RuntimeConfig(WindowTiming):
     calibration: dict[str, Any] = field(default_factory=dict)
     quantization: str = "none"
     source: dict[str, Any] = field(default_factory=dict)
+    cascade: CascadeGate | None = None  # a two-stage detector's gate; None: one graph, model.onnx
 
     def threshold(self, word: str) -> float:
         return self.thresholds[word]
@@ -95,15 +136,20 @@ def read_runtime_config(folder: str | os.PathLike) -> RuntimeConfig:
         if not 0 < hop <= window:
             raise ValueError("needs 0 < hop_seconds <= window_seconds")
         thresholds = {w: to_logit(float(data["thresholds"][w]), scale) for w in words}
+        cascade = CascadeGate.from_dict(data["cascade"], words, window) if "cascade" in data else None
+        if cascade is not None and version < 2:
+            raise ValueError("a cascade section needs format_version 2")
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
         what = f"missing key {error}" if isinstance(error, KeyError) else str(error)
         raise RuntimeModelError(f"{path}: {what}") from None
     optional = {k: data[k] for k in ("refractory_seconds", "calibration", "quantization", "source") if k in data}
-    return RuntimeConfig(words, window, hop, thresholds, **optional)
+    return RuntimeConfig(words, window, hop, thresholds, **optional, cascade=cascade)
 
 
 class OnnxDetector:
-    """An exported detector: windows of audio (n, window_samples) -> logits (n, n_words), onnxruntime on CPU."""
+    """An exported detector: windows of audio (n, window_samples) -> logits (n, n_words), onnxruntime on CPU.
+
+    For a cascade export, `stage2_windows` counts the windows stage 2 has scored (as CascadeDetector's)."""
 
     def __init__(self, folder: str | os.PathLike, threads: int | None = None) -> None:
         import onnxruntime
@@ -112,14 +158,26 @@ class OnnxDetector:
         options = onnxruntime.SessionOptions()
         if threads is not None:  # 1 = one core, as on a small device; None = onnxruntime's choice
             options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-        graph = self.folder / ONNX_FILE
+        gate = self.config.cascade
+        self.session = None if gate else self._session(onnxruntime, ONNX_FILE, options)
+        self.stage1 = self._session(onnxruntime, gate.stage1_file, options) if gate else None
+        self.stage2 = self._session(onnxruntime, gate.stage2_file, options) if gate else None
+        if gate is not None:
+            words = self.config.wake_words
+            # float32 like CascadeDetector's torch.tensor of the same Python floats, so that the comparisons
+            # and the minimum below round exactly as torch's do
+            self.gate = np.array(gate.gate_logits, np.float32)
+            self.ceiling = np.array([self.config.threshold(w) - gate.unseen_margin for w in words], np.float32)
+        self.stage2_windows = 0
+
+    def _session(self, onnxruntime: Any, name: str, options: Any) -> Any:
+        graph = self.folder / name
         try:
-            self.session = onnxruntime.InferenceSession(
+            return onnxruntime.InferenceSession(
                 str(graph), options, providers=["CPUExecutionProvider"], disabled_optimizers=DISABLED_OPTIMIZERS
             )
         except Exception as error:  # onnxruntime raises its own exception types for missing or broken graphs
             raise RuntimeModelError(f"{graph}: cannot load the ONNX graph ({error})") from None
-        self.input_name = self.session.get_inputs()[0].name
 
     @property
     def wake_words(self) -> tuple[str, ...]:
@@ -130,11 +188,29 @@ class OnnxDetector:
         windows = np.ascontiguousarray(windows, dtype=np.float32)
         if windows.ndim != 2 or windows.shape[1] != self.config.window_samples:
             raise ValueError(f"expected windows of shape (n, {self.config.window_samples}), got {windows.shape}")
-        return self.session.run(None, {self.input_name: windows})[0].astype(np.float64)
+        if self.session is not None:
+            return _run_graph(self.session, windows).astype(np.float64)
+        return self._cascade_logits(windows).astype(np.float64)
+
+    def _cascade_logits(self, windows: np.ndarray) -> np.ndarray:
+        """CascadeDetector.forward on numpy: (n, window_samples) -> (n, n_words) float32."""
+        assert self.config.cascade is not None and self.stage1 is not None and self.stage2 is not None
+        first = _run_graph(self.stage1, np.ascontiguousarray(windows[:, -self.config.cascade.stage1_samples :]))
+        opened = (first >= self.gate).any(axis=1)
+        scores = np.minimum(first, self.ceiling)  # what a window stage 2 does not score gets
+        if opened.any():
+            self.stage2_windows += int(opened.sum())
+            scores[opened] = _run_graph(self.stage2, np.ascontiguousarray(windows[opened]))
+        return scores
 
     def probabilities(self, windows: np.ndarray) -> np.ndarray:
         """Display probabilities (n, n_words) float64: sigmoid of the logits."""
         return probability(self.logits(windows))
+
+
+def _run_graph(session: Any, windows: np.ndarray) -> np.ndarray:
+    """One graph (input `audio`, output `logits`) on windows (n, samples) float32 -> (n, n_words) float32."""
+    return session.run(None, {session.get_inputs()[0].name: windows})[0]
 
 
 def load_runtime(folder: str | os.PathLike, threads: int | None = None) -> OnnxDetector:

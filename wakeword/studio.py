@@ -4,7 +4,7 @@ Everything lives under one data folder:
     datasets/<name>/          clips recorded in the browser (a DataSet: clips.jsonl + audio/); the Listen
                               and correct verdicts go to datasets/corrections/ unless another is named
     models/<name>/            trained detectors (config.json, model.safetensors, report.json, det.png)
-    exports/<name>[-int8]/    ONNX exports for wakeword-runtime (model.onnx, runtime.json) and their .zip
+    exports/<name>[-int8]/    ONNX exports for wakeword-runtime (graph(s), runtime.json) and their .zip
     synth/<settings>/<word>/  synthetic speech, reused by every training run with the same settings
 
 The browser is not trusted: every name it sends goes through `safe_name`, every path is resolved and

@@ -1,0 +1,204 @@
+"""Export of the two-stage detector: two graphs plus the gate in runtime.json, run by the torch-free runtime
+with CascadeDetector's rule (stage 2 only where the gate opens, the same score for the windows it skips)."""
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from test_export import speech_windows
+
+from wakeword.checkpoint import load_detector, save_detector
+from wakeword.cli import main
+from wakeword.export import export_detector, zip_export
+from wakeword.models import get_family
+from wakeword.models.base import DetectorConfig
+from wakeword.models.cascade import CascadeDetector
+from wakeword.runtime import RuntimeModelError, load_runtime, read_runtime_config
+from wakeword.runtime import detect_file as runtime_detect_file
+from wakeword.stream import detect_file, score_array
+
+WORDS = ("hey computer", "jarvis")
+
+
+def _stage(family: str, window_seconds: float, seed: int, **fields) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    config = DetectorConfig(family=family, wake_words=WORDS, window_seconds=window_seconds, **fields)
+    return get_family(family).build_model(config).eval()
+
+
+def _spread(model: torch.nn.Module, windows: np.ndarray, width: float, centre: np.ndarray) -> np.ndarray:
+    """Rescale the last Linear layer so each word's logits on `windows` span `width` around the median
+    `centre` (n_words,); returns the new logits. A random network's logits vary by about 1e-3; stretched
+    further than this, float32 rounding in the encoder would be stretched past the 1e-4 tolerance too."""
+    with torch.no_grad():
+        logits = model(torch.from_numpy(windows)).numpy()
+        output = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
+        scale = width / np.ptp(logits, axis=0)
+        output.weight.mul_(torch.from_numpy(scale).float()[:, None])  # new = scale * (old - median) + centre
+        output.bias.mul_(torch.from_numpy(scale).float()).add_(
+            torch.from_numpy(centre - scale * np.median(logits, axis=0)).float()
+        )
+        return model(torch.from_numpy(windows)).numpy()
+
+
+def _gap(values: np.ndarray, low: float, high: float) -> float:
+    """The middle of the widest gap between sorted `values` within their [low, high] quantiles: a cut no
+    window is near, so float32 differences between torch and onnxruntime cannot move a window across it."""
+    ordered = np.sort(values)
+    a, b = int(low * len(ordered)), int(high * len(ordered))
+    i = a + int(np.argmax(np.diff(ordered[a:b])))
+    return float((ordered[i] + ordered[i + 1]) / 2)
+
+
+@pytest.fixture(scope="module")
+def speech(tts, tmp_path_factory):
+    """A 16 kHz WAV of sentences and wake words with silences, and its samples."""
+    silence = np.zeros(8000, np.float32)
+    parts = [tts("good morning everyone"), tts("jarvis"), tts("hey computer"), tts("play some music"), tts("jarvis")]
+    audio = np.concatenate([x for part in parts for x in (silence, part)] + [silence]).astype(np.float32)
+    path = tmp_path_factory.mktemp("speech") / "speech.wav"
+    sf.write(path, audio, 16000, subtype="FLOAT")
+    return path, audio
+
+
+@pytest.fixture(scope="module")
+def cascade_dir(tmp_path_factory, tts, tiny_whisper_dir, speech):
+    """A tiny cascade (e2e stage 1 on 1.0 s, transfer stage 2 on a tiny random Whisper) whose gates pass
+    about half of the speech file's hops and whose thresholds make events; its folder and loaded model."""
+    stage1 = _stage("e2e", 1.0, 1, head={"channels": [8, 12, 16], "blocks_per_stage": 1})
+    encoder = {"name": str(tiny_whisper_dir), "trainable": "head"}
+    stage2 = _stage("transfer", 1.5, 2, encoder=encoder, head={"hidden": [16]})
+    windows = np.array(score_windows(speech[1]))
+    second = _spread(stage2, windows, 0.05, np.zeros(len(WORDS)))
+    first = _spread(stage1, windows[:, -16000:], 0.1, np.zeros(len(WORDS)))
+    gates = {w: _gap(first[:, i], 0.4, 0.7) for i, w in enumerate(WORDS)}  # about half the hops open
+    thresholds = {w: _gap(second[:, i], 0.8, 0.95) for i, w in enumerate(WORDS)}
+    head = {
+        "stage1": stage1.config.replace(thresholds=thresholds).to_dict(),
+        "stage2": stage2.config.replace(thresholds=thresholds).to_dict(),
+        "gate": {"logits": gates, "unseen_margin": 0.02},
+    }
+    config = DetectorConfig(family="cascade", wake_words=WORDS, head=head, thresholds=thresholds)
+    cascade = CascadeDetector(config, stage1=stage1, stage2=stage2).eval()
+    root = tmp_path_factory.mktemp("cascade")
+    return save_detector(cascade, root / "cascade"), load_detector(root / "cascade")
+
+
+def score_windows(audio: np.ndarray) -> list[np.ndarray]:
+    """The streaming detector's 1.5 s windows over `audio`, one per 0.1 s hop."""
+    from wakeword.scoring import clip_windows
+
+    return list(clip_windows(DetectorConfig(family="e2e", wake_words=WORDS), audio))
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_float32_cascade_export_scores_and_gates_as_torch(cascade_dir, tmp_path, speech, tts):
+    model_dir, cascade = cascade_dir
+    report = export_detector(model_dir, tmp_path / "export")
+    assert report.files == ("stage1.onnx", "stage2.onnx")
+    assert sorted(p.name for p in (tmp_path / "export").iterdir()) == ["runtime.json", "stage1.onnx", "stage2.onnx"]
+    runtime = load_runtime(tmp_path / "export", threads=1)
+    assert runtime.config.cascade is not None and runtime.config.cascade.stage1_window_seconds == 1.0
+    windows = np.concatenate([np.array(score_windows(speech[1])), speech_windows(tts, 24000)])
+    cascade.stage2_windows = 0
+    with torch.no_grad():
+        expected = cascade(torch.from_numpy(windows)).numpy()
+    got = runtime.logits(windows)
+    np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
+    # the gate mattered: stage 2 scored some windows and skipped others, the same ones in both
+    assert 0 < runtime.stage2_windows == cascade.stage2_windows < len(windows)
+    first = cascade.stage1(torch.from_numpy(windows[:, -16000:])).detach().numpy()
+    skipped = (first < cascade.gate_logits().numpy()).all(axis=1)
+    ceiling = cascade.unseen_ceiling().numpy()
+    assert (expected[skipped] <= ceiling).all() and (expected[skipped] == np.minimum(first, ceiling)[skipped]).all()
+
+
+def test_cascade_runtime_events_equal_torch(cascade_dir, tmp_path, speech):
+    model_dir, _ = cascade_dir
+    export_detector(model_dir, tmp_path / "export")
+    torch_events = list(detect_file(load_detector(model_dir), speech[0]))
+    onnx_events = list(runtime_detect_file(load_runtime(tmp_path / "export", threads=1), speech[0]))
+    assert len(torch_events) >= 2
+    key = lambda e: (e.word, e.time_seconds, e.start_seconds, e.end_seconds)  # noqa: E731
+    assert [key(e) for e in onnx_events] == [key(e) for e in torch_events]
+    for onnx_event, torch_event in zip(onnx_events, torch_events, strict=True):
+        assert onnx_event.score == pytest.approx(torch_event.score, abs=1e-4)
+    _, torch_scores = score_array(load_detector(model_dir), speech[1])
+    assert (torch_scores >= np.array(list(load_detector(model_dir).config.thresholds.values()))).any()
+
+
+def test_cascade_runtime_json_and_int8(cascade_dir, tmp_path, speech, capsys):
+    model_dir, cascade = cascade_dir
+    assert main(["export", str(model_dir), "--out", str(tmp_path / "int8"), "--int8"]) == 0
+    assert "stage1.onnx + stage2.onnx" in capsys.readouterr().out
+    meta = json.loads((tmp_path / "int8" / "runtime.json").read_text())
+    assert meta["format_version"] == 2 and meta["family"] == "cascade" and meta["quantization"] == "int8-dynamic"
+    assert meta["cascade"]["gate_logits"] == cascade.gate.logits and meta["cascade"]["unseen_margin"] == 0.02
+    assert meta["cascade"]["stage1"]["window_seconds"] == 1.0 and meta["cascade"]["stage2"]["file"] == "stage2.onnx"
+    windows = np.array(score_windows(speech[1]))
+    with torch.no_grad():
+        expected = cascade(torch.from_numpy(windows)).numpy()
+    got = load_runtime(tmp_path / "int8", threads=1).logits(windows)
+    # int8 rounding moves a random tiny Whisper's logits by a larger share of their small range than a
+    # trained model's, and a window near a gate can switch sides; most windows stay close
+    assert np.isfinite(got).all() and np.median(np.abs(got - expected)) < 0.005  # ranges are 0.05 and 0.1
+    import onnx
+
+    ops = {node.op_type for node in onnx.load(str(tmp_path / "int8" / "stage2.onnx")).graph.node}
+    assert "MatMulInteger" in ops
+    archive = zip_export(tmp_path / "int8", tmp_path / "int8.zip")
+    import zipfile
+
+    assert sorted(zipfile.ZipFile(archive).namelist()) == ["int8/runtime.json", "int8/stage1.onnx", "int8/stage2.onnx"]
+
+
+def test_cascade_gate_never_calibrated_runs_stage2_everywhere_and_bad_sections_are_clear(cascade_dir, tmp_path):
+    _, cascade = cascade_dir
+    head = {**cascade.config.head, "gate": {"logits": {"jarvis": 0.0}, "unseen_margin": 1.0}}
+    uncalibrated = CascadeDetector(cascade.config.replace(head=head), cascade.stage1, cascade.stage2)
+    export_detector(save_detector(uncalibrated, tmp_path / "m"), tmp_path / "export")
+    meta = json.loads((tmp_path / "export" / "runtime.json").read_text())
+    assert meta["cascade"]["gate_logits"] == {"hey computer": None, "jarvis": 0.0}  # -inf: stage 2 always runs
+    runtime = load_runtime(tmp_path / "export")
+    runtime.logits(np.zeros((3, 24000), np.float32))
+    assert runtime.stage2_windows == 3
+    meta["format_version"] = 1
+    (tmp_path / "export" / "runtime.json").write_text(json.dumps(meta))
+    with pytest.raises(RuntimeModelError, match=r"runtime\.json: a cascade section needs format_version 2"):
+        read_runtime_config(tmp_path / "export")
+    meta |= {"format_version": 2, "cascade": {**meta["cascade"], "stage2": {"file": "../elsewhere.onnx"}}}
+    (tmp_path / "export" / "runtime.json").write_text(json.dumps(meta))
+    with pytest.raises(RuntimeModelError, match="plain file names"):
+        read_runtime_config(tmp_path / "export")
+
+
+def test_cascade_runtime_streams_without_torch(cascade_dir, tmp_path, speech):
+    import subprocess
+    import sys
+    import textwrap
+
+    from test_runtime import BLOCKER
+
+    model_dir, _ = cascade_dir
+    export_detector(model_dir, tmp_path / "export")
+    script = BLOCKER + textwrap.dedent(
+        f"""
+        from wakeword.runtime import main
+        code = main(["detect", {str(tmp_path / "export")!r}, {str(speech[0])!r}, "--threads", "1"])
+        heavy = sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)
+        print("HEAVY", heavy, "CODE", code)
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert lines[-1] == "HEAVY [] CODE 0" and len(lines) >= 3  # the events, then the check line
