@@ -4,7 +4,9 @@ Each label is one run of `benchmarks/real_world.py` with the same protocol and o
 docs/accuracy.md for the commands); this script only reads their results files and writes
 benchmarks/results/real_world/ablation.md (+ .png).
 
-    python benchmarks/real_world_ablation.py LABEL=description [LABEL=description ...]
+    python benchmarks/real_world_ablation.py [--out NAME] LABEL=description [LABEL=description ...]
+
+--out NAME writes NAME.md instead of ablation.md (labels measured under another protocol go to another page).
 """
 
 from __future__ import annotations
@@ -46,13 +48,16 @@ def table(labels: list[tuple[str, str]], word: str = "jarvis", size: int = 10) -
 
 
 def main(argv: list[str]) -> None:
+    name = "ablation"
+    if argv[:1] == ["--out"]:
+        name, argv = argv[1], argv[2:]
     labels = [tuple(a.split("=", 1)) for a in argv]
     text = (
         "# Which measures work (jarvis, 10 real clips from 3 speakers, draws 0, 1, 2)\n\n"
         "Cells: mean (draw 0, draw 1, draw 2). Same protocol and evaluation set for every row "
         "(see each label's .md for it).\n\n" + table(labels) + "\n"
     )
-    (RESULTS / "ablation.md").write_text(text, encoding="utf-8")
+    (RESULTS / f"{name}.md").write_text(text, encoding="utf-8")
     print(text)
 
 
