@@ -42,6 +42,12 @@ BACKEND_ENV = "WAKEWORD_ENCODER_BACKEND"  # wakeword.encoders.onnx_frames.BACKEN
 WORK = REPO / "runs" / "export-bench"
 FAMILIES = {
     "transfer-whisper": {"family": "transfer", "encoder": {"name": "whisper-tiny.en", "trainable": "head"}},
+    # what the head-only recipes train since the ensemble head: three heads averaged (head.n_members)
+    "transfer-whisper-3heads": {
+        "family": "transfer",
+        "encoder": {"name": "whisper-tiny.en", "trainable": "head"},
+        "head": {"n_members": 3},
+    },
     "transfer-speech-embedding": {"family": "transfer", "encoder": {"name": "speech-embedding", "trainable": "head"}},
     "e2e": {"family": "e2e", "encoder": {}},
     "cascade": {"family": "cascade", "model": REPO / "benchmarks" / "cache" / "cascade" / "model"},
@@ -78,7 +84,8 @@ def build(name: str) -> dict[str, Path]:
             raise SystemExit(f"{spec['model']}: no trained cascade; run python benchmarks/cascade_speed.py train")
         folders["torch"] = spec["model"]
     else:
-        config = DetectorConfig(family=spec["family"], wake_words=("jarvis",), encoder=spec["encoder"])
+        config = DetectorConfig(family=spec["family"], wake_words=("jarvis",), encoder=spec["encoder"],
+                                head=spec.get("head", {}))  # fmt: skip
         save_detector(get_family(spec["family"]).build_model(config), folders["torch"])
     export_detector(folders["torch"], folders["onnx-fp32"])
     export_detector(folders["torch"], folders["onnx-int8"], int8=True)
