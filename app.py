@@ -16,6 +16,7 @@ from pathlib import Path
 import gradio as gr
 from PIL import Image
 
+from wakeword.live import LiveSession
 from wakeword.studio import (
     CORRECTIONS,
     EXPORTS,
@@ -23,7 +24,6 @@ from wakeword.studio import (
     FREEZE_STRATEGIES,
     LABELS,
     ROOM,
-    LiveSession,
     Studio,
     StudioError,
 )

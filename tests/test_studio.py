@@ -13,11 +13,12 @@ import soundfile as sf
 from wakeword.audio import SAMPLE_RATE, resample
 from wakeword.checkpoint import save_detector
 from wakeword.data.clips import DataSet
+from wakeword.live import LiveSession, read_stream_chunk
 from wakeword.metrics import logit, probability
 from wakeword.models import get_family
 from wakeword.models.base import DetectorConfig
 from wakeword.stream import score_array
-from wakeword.studio import LiveSession, Studio, StudioError, StudioLimits, inside, read_stream_chunk, safe_name
+from wakeword.studio import Studio, StudioError, StudioLimits, inside, safe_name
 
 WORD = "hey computer"
 
