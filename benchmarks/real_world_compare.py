@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> None:
     lines = [f"# Real-world benchmark: {' vs '.join(n for n, _ in configs)}", ""]
     lines += [f"Protocol {protocols.pop()}. Labels: " + "; ".join(args.configs) + ".", ""]
     lines += comparison(configs)
-    lines += ["", "Cells: mean (draw 0, draw 1, draw 2); 0 real clips: training seeds 0, 1, 2.", ""]
+    lines += ["", "Cells: mean (then each draw in order: draw 0, 1, ...; 0 real clips: training seeds 0, 1, ...).", ""]
     for name, rows in configs:
         lines += [f"Targets, {name}:", *report.targets(rows)[2:], ""]
     text = "\n".join(lines) + "\n"
