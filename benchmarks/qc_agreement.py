@@ -25,7 +25,8 @@ import torch
 
 from wakeword.audio import SAMPLE_RATE
 from wakeword.data.lexicon import load_lexicon
-from wakeword.data.synth import EspeakBackend, SynthSettings, draw_voice_settings
+from wakeword.data.synth import SynthSettings, draw_voice_settings
+from wakeword.data.tts import EspeakBackend
 from wakeword.encoders.whisper import WhisperTranscriber
 
 RESULTS = Path(__file__).parent / "results" / "qc_agreement.json"

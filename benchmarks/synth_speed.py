@@ -29,7 +29,8 @@ from pathlib import Path
 import numpy as np
 
 from wakeword.audio import SAMPLE_RATE
-from wakeword.data.synth import EspeakBackend, SynthSettings, build_synthetic_dataset, draw_voice_settings
+from wakeword.data.synth import SynthSettings, build_synthetic_dataset, draw_voice_settings
+from wakeword.data.tts import EspeakBackend
 
 RESULTS = Path(__file__).parent / "results" / "synth_speed.json"
 

@@ -14,7 +14,7 @@ from transformers import WhisperConfig, WhisperModel
 def tts() -> Callable[..., np.ndarray]:
     """say(text, accent="en-US", variant="", speed=1.0, pitch=0.5, pitch_range=0.5) -> (n_samples,) float32
     at 16 kHz. Cached per arguments for the session: callers must not modify the returned array."""
-    from wakeword.data.synth import EspeakBackend, Voice, VoiceSettings
+    from wakeword.data.tts import EspeakBackend, Voice, VoiceSettings
 
     backend = EspeakBackend()
 

@@ -80,9 +80,9 @@ def _rescan_portaudio() -> None:
 
 
 def _wake_word() -> np.ndarray:
-    """TTS "hey computer" (espeak-ng via wakeword.data.synth), or a tone burst if TTS is not built."""
+    """TTS "hey computer" (espeak-ng via wakeword.data.tts), or a tone burst if TTS is not built."""
     try:
-        from wakeword.data.synth import VoiceSettings, build_backend
+        from wakeword.data.tts import VoiceSettings, build_backend
     except ImportError:
         return burst_signal(0.6, [(0.05, 1000.0)])
     backend = build_backend("espeak")

@@ -41,7 +41,7 @@ def test_unknown_words_fall_back_to_espeak(lexicon):
 
 def test_espeak_mapping_agrees_with_cmudict(lexicon):
     """The IPA table is approximate; on everyday words espeak's mapped phones must be close to CMUdict's."""
-    from wakeword.data.synth import espeak_phonemes
+    from wakeword.data.tts import espeak_phonemes
 
     words = ["computer", "weather", "kitchen", "morning", "thought", "church", "judge", "singing", "water",
              "island", "mother", "yellow", "house", "boy", "music", "alarm"]  # fmt: skip

@@ -11,15 +11,13 @@ import torch
 from wakeword.audio import SAMPLE_RATE
 from wakeword.data.clips import DataSet
 from wakeword.data.synth import (
-    EspeakBackend,
     SynthSettings,
-    TTSBackend,
-    build_backend,
     build_pocketsphinx_transcriber,
     build_synthetic_dataset,
     draw_voice_settings,
     qc_alternatives,
 )
+from wakeword.data.tts import EspeakBackend, TTSBackend, build_backend
 from wakeword.features import log_mel
 
 
@@ -165,7 +163,7 @@ def test_the_same_seed_gives_the_same_clips_with_one_or_two_render_workers(tmp_p
 
 def test_a_failing_render_job_raises_with_the_workers_reason():
     from wakeword.data.render import Renderer, RenderError
-    from wakeword.data.synth import EspeakBackend, Voice, VoiceSettings
+    from wakeword.data.tts import EspeakBackend, Voice, VoiceSettings
 
     backend = EspeakBackend()
     bad = VoiceSettings(Voice("espeak:xx-nowhere", "espeak", "xx-nowhere"))

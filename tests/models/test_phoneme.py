@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from wakeword.checkpoint import load_detector, save_detector
-from wakeword.data.synth import EspeakBackend, Voice, VoiceSettings
+from wakeword.data.tts import EspeakBackend, Voice, VoiceSettings
 from wakeword.models.base import DetectorConfig
 from wakeword.models.phoneme import PhonemeDetector, build_model, phrase_pronunciations
 

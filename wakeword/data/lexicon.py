@@ -154,7 +154,7 @@ class Lexicon:
         if word in self.entries:
             return self.entries[word]
         if word not in self._guessed:
-            from wakeword.data.synth import espeak_phonemes
+            from wakeword.data.tts import espeak_phonemes
 
             self._guessed[word] = ipa_to_arpabet(espeak_phonemes(word))
         return [self._guessed[word]]

@@ -127,7 +127,8 @@ def build_synthetic_longform(minutes: float, seed: int = 0, noise_dirs: Sequence
 
 def _synthesise_longform(dataset: DataSet, minutes: float, seed: int, noise_dirs: Sequence[str]) -> None:
     from wakeword.data.lexicon import load_lexicon
-    from wakeword.data.synth import EspeakBackend, SynthSettings, draw_voice_settings
+    from wakeword.data.synth import SynthSettings, draw_voice_settings
+    from wakeword.data.tts import EspeakBackend
 
     rng = np.random.default_rng([seed, 0x10F0])
     n_segments = max(1, int(np.ceil(minutes * 60 / SEGMENT_SECONDS)))

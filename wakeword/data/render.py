@@ -46,7 +46,7 @@ def chunk_seed(seed: int, stream: int, chunk: int) -> int:
 
 def render_chunk(backend: object, jobs: Sequence[Job], seed: int) -> list[np.ndarray]:
     """(n_samples,) float32 16 kHz audio of every job, after seeding the backend's generator (espeak-ng)."""
-    from wakeword.data.synth import EspeakBackend, _espeak
+    from wakeword.data.tts import EspeakBackend, _espeak
 
     if isinstance(backend, EspeakBackend):
         _espeak().seed(seed)
@@ -60,7 +60,7 @@ class Renderer:
     know of, and a Piper voice is not worth loading once per chunk."""
 
     def __init__(self, backend: object, workers: int = 2) -> None:
-        from wakeword.data.synth import EspeakBackend
+        from wakeword.data.tts import EspeakBackend
 
         self.backend, self.workers, self.zygote = backend, max(1, workers), None
         if isinstance(backend, EspeakBackend) and workers > 0 and hasattr(os, "fork"):  # no fork: Windows
