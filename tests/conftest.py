@@ -52,3 +52,28 @@ def tiny_whisper_dir(tmp_path_factory):
     path = tmp_path_factory.mktemp("tiny-whisper")
     WhisperModel(config).save_pretrained(path)
     return path
+
+
+@pytest.fixture(scope="module")
+def speech(tts, tmp_path_factory) -> tuple:
+    """A 16 kHz float WAV of sentences and wake words between half-second silences: (path, (n,) float32 samples)."""
+    import soundfile as sf
+
+    silence = np.zeros(8000, np.float32)
+    parts = [tts("good morning everyone"), tts("jarvis"), tts("hey computer"), tts("play some music"), tts("jarvis")]
+    audio = np.concatenate([x for part in parts for x in (silence, part)] + [silence]).astype(np.float32)
+    path = tmp_path_factory.mktemp("speech") / "speech.wav"
+    sf.write(path, audio, 16000, subtype="FLOAT")
+    return path, audio
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny models gain nothing from threads, and on a busy machine a second thread waiting for a core stalls
+    every step (seconds instead of milliseconds). Use with pytestmark = pytest.mark.usefixtures(...)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

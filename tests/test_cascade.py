@@ -21,18 +21,12 @@ from wakeword.models.cascade import CascadeDetector
 from wakeword.scoring import score_signals
 from wakeword.stream import StreamingDetector, score_array
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 WORD = "hey computer"
 RECIPE = Path(__file__).parents[1] / "recipes" / "cascade.yaml"
 VARIANTS = ["", "m1", "f2", "m3", "f4", "m5", "f1", "m2"]
 OTHER = ["hey commuter", "computer", "hey", "good morning", "the weather is nice", "open the window"]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _noise(seconds: float, seed: int, level: float = 0.02) -> np.ndarray:

@@ -5,7 +5,6 @@ import json
 
 import numpy as np
 import pytest
-import soundfile as sf
 import torch
 from test_export import speech_windows
 
@@ -18,6 +17,8 @@ from wakeword.models.cascade import CascadeDetector
 from wakeword.runtime import RuntimeModelError, load_runtime, read_runtime_config
 from wakeword.runtime import detect_file as runtime_detect_file
 from wakeword.stream import detect_file, score_array
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 WORDS = ("hey computer", "jarvis")
 
@@ -53,17 +54,6 @@ def _gap(values: np.ndarray, low: float, high: float) -> float:
 
 
 @pytest.fixture(scope="module")
-def speech(tts, tmp_path_factory):
-    """A 16 kHz WAV of sentences and wake words with silences, and its samples."""
-    silence = np.zeros(8000, np.float32)
-    parts = [tts("good morning everyone"), tts("jarvis"), tts("hey computer"), tts("play some music"), tts("jarvis")]
-    audio = np.concatenate([x for part in parts for x in (silence, part)] + [silence]).astype(np.float32)
-    path = tmp_path_factory.mktemp("speech") / "speech.wav"
-    sf.write(path, audio, 16000, subtype="FLOAT")
-    return path, audio
-
-
-@pytest.fixture(scope="module")
 def cascade_dir(tmp_path_factory, tts, tiny_whisper_dir, speech):
     """A tiny cascade (e2e stage 1 on 1.0 s, transfer stage 2 on a tiny random Whisper) whose gates pass
     about half of the speech file's hops and whose thresholds make events; its folder and loaded model."""
@@ -91,14 +81,6 @@ def score_windows(audio: np.ndarray) -> list[np.ndarray]:
     from wakeword.scoring import clip_windows
 
     return list(clip_windows(DetectorConfig(family="e2e", wake_words=WORDS), audio))
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_float32_cascade_export_scores_and_gates_as_torch(cascade_dir, tmp_path, speech, tts):

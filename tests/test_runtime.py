@@ -8,7 +8,6 @@ import textwrap
 
 import numpy as np
 import pytest
-import soundfile as sf
 import torch
 from test_export import make_model
 
@@ -30,17 +29,6 @@ BLOCKER = textwrap.dedent(
     sys.meta_path.insert(0, Blocker())
     """
 )
-
-
-@pytest.fixture(scope="module")
-def speech(tts, tmp_path_factory):
-    """A 16 kHz WAV of sentences and wake words with silences, and its samples."""
-    silence = np.zeros(8000, np.float32)
-    parts = [tts("good morning everyone"), tts("jarvis"), tts("hey computer"), tts("play some music"), tts("jarvis")]
-    audio = np.concatenate([x for part in parts for x in (silence, part)] + [silence]).astype(np.float32)
-    path = tmp_path_factory.mktemp("speech") / "speech.wav"
-    sf.write(path, audio, 16000, subtype="FLOAT")
-    return path, audio
 
 
 def _gap_threshold(scores: np.ndarray) -> float:

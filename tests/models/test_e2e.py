@@ -9,18 +9,10 @@ from wakeword.checkpoint import load_detector, save_detector
 from wakeword.models.base import DetectorConfig
 from wakeword.models.e2e import MAX_PARAMETERS, E2EDetector, build_model, compute_loss, spec_augment
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 SAMPLE_RATE = 16000
 WINDOW_SECONDS = 0.5  # short windows keep the test fast; the network accepts any length
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny convolutions gain nothing from threads, and on a busy machine a second thread waiting for a core
-    stalls every step (seconds instead of milliseconds)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def tone_windows(n: int, seed: int) -> dict[str, torch.Tensor]:
