@@ -22,8 +22,8 @@ class HeadSettings:
     n_attention_heads: int = 4  # attention-pooling queries over frames
     # heads trained side by side from different random starts, each on its own loss; the detector's logit is
     # their mean. One head's false accepts on real speech depend on its random start (synthetic-only jarvis
-    # models: FRR at 1 FA/h 8.3-31.7% over three seeds); the mean of three was better than the mean of singles
-    # on every set measured (docs/accuracy.md). Costs a head pass each: small beside the encoder.
+    # models: FRR at 1 FA/h 8.3-31.7% over three seeds); three lowered the mean FRR at 1 FA/h for every keyword
+    # measured with real clips, though not in every draw (docs/accuracy.md). Small beside the encoder's cost.
     n_members: int = 1
 
     @classmethod

@@ -49,13 +49,16 @@ class TransferDetector(Detector):
         """Encoder frames (batch, n_frames, dim) -> logits (batch, n_words)."""
         return self.head(frames)
 
-    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        """audio (batch, n_samples), or cached encoder frames (batch, n_frames, dim) -> logits (batch, n_words).
+    def forward(self, inputs: torch.Tensor, members: bool = False) -> torch.Tensor:
+        """audio (batch, n_samples), or cached encoder frames (batch, n_frames, dim) -> logits (batch, n_words);
+        with members=True, each head member's own logits (n_members, batch, n_words) (one member for one head).
 
-        Accepting frames here (not only in forward_features) keeps cached-feature training going through
-        forward(), which distributed wrappers (DDP) need to synchronise gradients."""
+        Accepting frames here (not only in forward_features), and the members switch, keep training going
+        through forward(), which distributed wrappers (DDP) need to synchronise gradients."""
         frames = inputs if inputs.dim() == 3 else self.encode(inputs)
-        return self.forward_features(frames)
+        if not members:
+            return self.forward_features(frames)
+        return self.head.member_logits(frames) if isinstance(self.head, HeadEnsemble) else self.head(frames)[None]
 
     def saved_state(self) -> dict[str, torch.Tensor]:
         """What the model directory stores: only the head when the pretrained encoder was not changed
@@ -75,9 +78,6 @@ def compute_loss(model: TransferDetector, batch: dict[str, torch.Tensor]) -> tor
     members each learn on their own loss (mean over members), not on their mean logit: trained jointly they
     would act as one wider head and lose the independence that makes averaging them pay."""
     inputs = batch["features"] if "features" in batch else batch["audio"]
-    if not isinstance(getattr(model, "module", model).head, HeadEnsemble):
-        return masked_bce(model(inputs), batch["labels"], batch["mask"], batch.get("pos_weight"))
-    frames = inputs if inputs.dim() == 3 else model.encode(inputs)
     losses = [masked_bce(logits, batch["labels"], batch["mask"], batch.get("pos_weight"))
-              for logits in getattr(model, "module", model).head.member_logits(frames)]  # fmt: skip
+              for logits in model(inputs, members=True)]  # fmt: skip
     return torch.stack(losses).mean()
