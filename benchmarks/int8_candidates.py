@@ -38,7 +38,7 @@ from wakeword.audio import load_audio
 from wakeword.checkpoint import load_detector
 from wakeword.compare import _real_dataset, held_out_split, load_compare, on_shared_data
 from wakeword.evaluate import NoiseMixer, audio_files, padded_clip
-from wakeword.export import export_graph, int8_nodes, matmul_convolutions, quantize_int8
+from wakeword.export import Int8Settings, export_graph, int8_nodes, matmul_convolutions, quantize_int8
 from wakeword.runtime import DISABLED_OPTIMIZERS
 from wakeword.scoring import clip_windows
 
@@ -173,7 +173,7 @@ def main() -> None:
             every = int8_nodes(fp32, ())
             for group, parts in SCAN_GROUPS.items():
                 keep = tuple(n for n in every if not any(p in n for p in parts))
-                path = quantize_int8(fp32, Path(tmp) / "int8.onnx", keep=keep)
+                path = quantize_int8(fp32, Path(tmp) / "int8.onnx", Int8Settings(keep=keep))
                 row = {"quantised_nodes": len(every) - len(keep)}
                 row |= errors(session(path), windows, expected, bounds, n_pos)
                 results["candidates"][group] = row
@@ -188,7 +188,7 @@ def main() -> None:
             else:
                 keep, per_channel, reduce_range = CANDIDATES[name]
                 path = Path(tmp) / "int8.onnx"
-                quantize_int8(fp32, path, keep=keep, per_channel=per_channel, reduce_range=reduce_range)
+                quantize_int8(fp32, path, Int8Settings(keep, per_channel, reduce_range))
             sess = session(path)
             row = {"quantised_nodes": len(int8_nodes(fp32, CANDIDATES[name][0])) if name != "float32" else 0}
             row |= errors(sess, windows, expected, bounds, n_pos)

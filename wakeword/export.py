@@ -125,7 +125,7 @@ def export_detector(
             graph = staging / name
             export_graph(matmul_convolutions(module) if int8 else module, graph)
             if int8:
-                quantize_int8(graph, graph, settings.keep, settings.per_channel, settings.reduce_range)
+                quantize_int8(graph, graph, settings)
             differences[name] = check_graph(module, graph, tolerance=None if int8 else CHECK_TOLERANCE)
         difference = max(differences.values())
         check = {"max_abs_logit_difference": difference} | ({"per_graph": differences} if len(differences) > 1 else {})
@@ -283,21 +283,15 @@ def int8_nodes(path: Path, keep: tuple[str, ...] = INT8_KEEP_FLOAT) -> list[str]
     ]
 
 
-def quantize_int8(
-    source: Path,
-    target: Path,
-    keep: tuple[str, ...] = INT8_KEEP_FLOAT,
-    per_channel: bool = INT8_PER_CHANNEL,
-    reduce_range: bool = False,
-) -> Path:
+def quantize_int8(source: Path, target: Path, settings: Int8Settings = Int8Settings()) -> Path:
     """Dynamic int8 quantisation of the graph's matrix-product weights (activations are quantised per call).
 
-    The front end and every node whose name contains a `keep` substring stay float32; `per_channel`
-    gives each output column of a weight matrix its own scale (see INT8_KEEP_FLOAT for the default)."""
+    The front end and every node whose name contains one of `settings.keep` stay float32; `per_channel`
+    gives each output column of a weight matrix its own scale (see INT8_PER_CHANNEL for the default)."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    chosen = set(int8_nodes(source, keep))
+    chosen = set(int8_nodes(source, settings.keep))
     exclude = [n.name for n in onnx.load(str(source)).graph.node if n.name not in chosen]
     root, level = logging.getLogger(), logging.getLogger().level
     with tempfile.TemporaryDirectory() as tmp:
@@ -313,8 +307,8 @@ def quantize_int8(
                 weight_type=QuantType.QInt8,
                 nodes_to_exclude=exclude,
                 op_types_to_quantize=INT8_OPS,
-                per_channel=per_channel,
-                reduce_range=reduce_range,
+                per_channel=settings.per_channel,
+                reduce_range=settings.reduce_range,
             )
         finally:
             root.setLevel(level)
