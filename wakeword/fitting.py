@@ -39,10 +39,11 @@ ClipPair = tuple[Clip, Path]
 
 
 class _Weighted(torch.utils.data.Dataset):
-    """Adds a per-window loss weight: mined hard negatives count `weight` times a normal window."""
+    """Adds a per-window loss weight (mined hard negatives count `weight` times a normal window) and whether
+    the window comes from the user's recordings (anchor head members skip those: HeadSettings)."""
 
-    def __init__(self, windows: WakeWordDataset, heavy_ids: set[str], weight: float) -> None:
-        self.windows, self.heavy_ids, self.weight = windows, heavy_ids, weight
+    def __init__(self, windows: WakeWordDataset, heavy_ids: set[str], weight: float, recorded: bool = False) -> None:
+        self.windows, self.heavy_ids, self.weight, self.recorded = windows, heavy_ids, weight, recorded
 
     def __len__(self) -> int:
         return len(self.windows)
@@ -52,7 +53,21 @@ class _Weighted(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         item = self.windows[index]
-        return {**item, "weight": torch.tensor(self.weight if item["clip_id"] in self.heavy_ids else 1.0)}
+        weight = torch.tensor(self.weight if item["clip_id"] in self.heavy_ids else 1.0)
+        return {**item, "weight": weight, "recorded": torch.tensor(float(self.recorded))}
+
+
+class _Tagged(torch.utils.data.Dataset):
+    """Encoded windows (features, labels, mask, weight) + a constant "from the user's recordings" flag."""
+
+    def __init__(self, encoded: torch.utils.data.Dataset, recorded: bool) -> None:
+        self.encoded, self.flag = encoded, torch.tensor(float(recorded))
+
+    def __len__(self) -> int:
+        return len(self.encoded)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
+        return (*self.encoded[index], self.flag)
 
 
 def class_balance(counts: dict[str, dict[str, int]], words: Sequence[str]) -> torch.Tensor:
@@ -134,7 +149,7 @@ def fit_detector(
     real = [p for p in splits.train if is_real(p[0])]
     other = [p for p in splits.train if not is_real(p[0])]
     parts = [
-        (_Weighted(windows(pairs, True), set(), 1.0), name)
+        (_Weighted(windows(pairs, True), set(), 1.0, recorded=name == "recorded"), name)
         for pairs, name in ((other, "train"), (real, "recorded"))
         if pairs
     ]
@@ -174,7 +189,8 @@ class _FixedNegatives(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         zeros = torch.zeros(self.n_words)
         return {"audio": self.audio[index], "labels": zeros, "mask": torch.ones(self.n_words),
-                "weight": torch.tensor(self.weight), "clip_id": f"mined-window-{index}"}  # fmt: skip
+                "weight": torch.tensor(self.weight), "recorded": torch.tensor(0.0),
+                "clip_id": f"mined-window-{index}"}  # fmt: skip
 
     def counts(self) -> dict[str, dict[str, int]]:
         return {w: {"positive": 0, "negative": len(self)} for w in self.words}
@@ -213,8 +229,9 @@ class _PartTrainer:
         if self.frozen:
             views = [1 if isinstance(d, _FixedNegatives) else spec.n_views for d, _ in parts]
             train_set = torch.utils.data.ConcatDataset(
-                [self._encoded(d, name, n) for (d, name), n in zip(parts, views, strict=True)]
-            )
+                [_Tagged(self._encoded(d, name, n), getattr(d, "recorded", False))
+                 for (d, name), n in zip(parts, views, strict=True)]
+            )  # fmt: skip
             val_set = self._encoded(self.val, "val", 1)
         else:
             train_set, val_set = _Concat([d for d, _ in parts]), self.val

@@ -150,8 +150,9 @@ def _as_batch(item: Any) -> dict[str, torch.Tensor]:
         if "weight" in item:  # per-clip loss weight (mined hard negatives) scales that clip's mask
             return {**item, "mask": item["mask"] * item["weight"][:, None]}
         return item
-    features, labels, mask, weight = item
-    return {"features": features.float(), "labels": labels, "mask": mask * weight[:, None]}
+    features, labels, mask, weight, *recorded = item  # fitting tags each window: from the user's recordings?
+    batch = {"features": features.float(), "labels": labels, "mask": mask * weight[:, None]}
+    return {**batch, "recorded": recorded[0].float()} if recorded else batch
 
 
 def _state_tensors(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:

@@ -202,3 +202,36 @@ def test_ensemble_exports_to_one_onnx_graph(tiny_whisper_dir, tmp_path):
     windows = torch.randn(3, 16000) * 0.1
     runtime = load_runtime(tmp_path / "onnx", threads=1)
     np.testing.assert_allclose(runtime.logits(windows.numpy()), model(windows).detach().numpy(), atol=1e-4)
+
+
+def anchored_config(encoder_dir, n_members=3, n_anchor=1):
+    base = ensemble_config(encoder_dir, n_members)
+    return DetectorConfig(**{**base.__dict__, "head": {**base.head, "n_anchor_members": n_anchor}})
+
+
+def test_anchor_members_skip_the_users_recordings(tiny_whisper_dir):
+    """The last n_anchor_members members' loss leaves out windows flagged recorded (hand-checked), and they
+    get no gradient from a batch of recordings alone, while the other members learn from it."""
+    model = build_model(anchored_config(tiny_whisper_dir)).eval()
+    frames = model.encode(torch.randn(2, 16000) * 0.1)
+    labels, mask = torch.tensor([[1.0, 0.0], [0.0, 1.0]]), torch.ones(2, 2)
+    recorded = torch.tensor([1.0, 0.0])
+    loss = compute_loss(model, {"features": frames, "labels": labels, "mask": mask, "recorded": recorded})
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+    members = model.head.members
+    expected = [bce(members[0](frames), labels), bce(members[1](frames), labels), bce(members[2](frames)[1], labels[1])]
+    torch.testing.assert_close(loss, torch.stack(expected).mean())
+
+    compute_loss(model, {"features": frames, "labels": labels, "mask": mask, "recorded": torch.ones(2)}).backward()
+    assert all(p.grad is None or not p.grad.any() for p in members[2].parameters())
+    assert all(p.grad is not None and p.grad.any() for p in members[0].mlp.parameters())
+
+
+def test_anchor_members_need_a_member_that_learns_from_recordings(tiny_whisper_dir, tmp_path):
+    for n_members, n_anchor in ((3, 3), (1, 1), (3, -1)):
+        with pytest.raises(ValueError, match="n_anchor_members must be >= 0 and below n_members"):
+            build_model(anchored_config(tiny_whisper_dir, n_members, n_anchor))
+    model = build_model(anchored_config(tiny_whisper_dir, 4, 1)).eval()
+    save_detector(model, tmp_path / "m")
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["head"]["n_anchor_members"] == 1
+    assert load_detector(tmp_path / "m").head.n_anchor_members == 1

@@ -76,8 +76,14 @@ def build_model(config: DetectorConfig) -> TransferDetector:
 def compute_loss(model: TransferDetector, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """Masked BCE; the batch holds either raw `audio` or cached encoder `features`. An ensemble head's
     members each learn on their own loss (mean over members), not on their mean logit: trained jointly they
-    would act as one wider head and lose the independence that makes averaging them pay."""
+    would act as one wider head and lose the independence that makes averaging them pay. Anchor members
+    (head.n_anchor_members, the last ones) skip the windows of the user's recordings (batch["recorded"] = 1)."""
     inputs = batch["features"] if "features" in batch else batch["audio"]
-    losses = [masked_bce(logits, batch["labels"], batch["mask"], batch.get("pos_weight"))
-              for logits in model(inputs, members=True)]  # fmt: skip
+    member_logits = model(inputs, members=True)
+    n_anchor = getattr(getattr(model, "module", model).head, "n_anchor_members", 0)  # unwrapped from DDP
+    not_recorded = 1.0 - batch["recorded"][:, None] if "recorded" in batch else 1.0
+    losses = []
+    for i, logits in enumerate(member_logits):
+        mask = batch["mask"] * not_recorded if i >= len(member_logits) - n_anchor else batch["mask"]
+        losses.append(masked_bce(logits, batch["labels"], mask, batch.get("pos_weight")))
     return torch.stack(losses).mean()
