@@ -25,10 +25,11 @@ class HeadSettings:
     # models: FRR at 1 FA/h 8.3-31.7% over three seeds); three lowered the mean FRR at 1 FA/h for every keyword
     # measured with real clips, though not in every draw (docs/accuracy.md). Small beside the encoder's cost.
     n_members: int = 1
-    # members that never see the user's recordings (only synthetic speech and negative audio): they keep the
-    # synthetic-only model's view of everyday speech, so a few recordings cannot move a false accept above
-    # the threshold on their own. Measured on snowboy with 10 real clips (docs/accuracy.md): without an
-    # anchor, 10 clips were worse than synthetic-only in 2 of 3 draws by 1-2 of 120 test clips.
+    # members that never see the user's recordings (only synthetic speech and negative audio), meant to keep the
+    # synthetic-only view of everyday speech so that a few recordings cannot lift a false accept on their own.
+    # Measured with 10 real clips, 3 + 1 anchor against 3 heads (docs/accuracy.md): snowboy FRR at 1 FA/h 1.4 ->
+    # 0.6% (no draw above the synthetic-only mean), but jarvis 2.2 -> 4.7% and smart mirror 2.8 -> 5.0%, clip
+    # FRR at 1% FAR worse on both. Off in every recipe.
     n_anchor_members: int = 0
 
     @classmethod
