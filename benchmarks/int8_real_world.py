@@ -17,17 +17,23 @@ models (and over the models trained with real clips alone).
   benchmarks/cache/int8_frames/<key>/, apart from the float frames) and each model's int8 head graph scores
   those frames. Checked per model on real windows: encoder graph then head graph gives the whole int8
   graph's logits ("split_check").
-- Every int8 graph runs on ONE window per call: its activations are quantised per call with one scale per
-  tensor, so a window's int8 logit depends on which other windows share its batch (measured: "batch_effect").
-  One window per call is what a live detector does (one hop at a time) and makes a window's score its own.
+- By default every int8 graph runs on ONE window per call: its activations are quantised per call with one
+  scale per tensor, so a window's int8 logit depends on which other windows share its call (measured in
+  split_check: batch32_vs_batch1_*). One window per call is what a live detector does (one hop at a time)
+  and makes a window's score its own. `--batch 32` runs every int8 graph on 32 consecutive windows per call
+  instead, as `wakeword detect FILE` does (StreamingDetector's batch_hops), with its own frame cache and
+  results files (int8_real_world_batch32.*).
 
     python benchmarks/int8_real_world.py --label ensemble3 --words jarvis \\
-        --max-other-keyword-clips 80 --n-digits 80 --max-sentence-clips 40 [--models n0-d0-s0 ...]
+        --max-other-keyword-clips 80 --n-digits 80 --max-sentence-clips 40 [--models n0-d0-s0 ...] \\
+        [--out-models runs/real_world/ensemble3] [--batch 32]
 
-The protocol flags must be those the label's results were made with (they are checked). Results:
-benchmarks/results/int8_real_world.json / .md / .png (per-model float vs int8 FRR at 1 FA/h). The one-time
-int8 encoding of every window (~50,000) is the cost: ~4 ms a window on an idle core, several times that on
-a loaded one; it resumes where it stopped.
+The protocol flags should be those the label's results were made with: then the recomputed float metrics
+are compared with the stored rows (float_vs_stored_max_abs). Results: benchmarks/results/int8_real_world.json
+/ .md / .png (per-model float vs int8 FRR at 1 FA/h; --report-only rewrites .md and .png from the .json).
+Exports and split graphs: runs/int8_real_world/<label>/<word>/<model>/. The one-time int8 encoding of every
+window (~50,000) is the cost: ~4 ms a window on an idle core (about 6 minutes on the shared 2-core machine);
+it resumes where it stopped. Then each model: ~1-2 minutes (its float and int8 heads, and the split check).
 """
 
 from __future__ import annotations
@@ -56,7 +62,7 @@ from wakeword.export import export_detector
 from wakeword.models.base import Detector
 from wakeword.runtime import DISABLED_OPTIMIZERS, ONNX_FILE
 
-OUT = data.REPO / "benchmarks" / "results" / "int8_real_world"
+RESULTS = data.REPO / "benchmarks" / "results"
 EXPORTS = data.REPO / "runs" / "int8_real_world"
 INT8_CACHE = data.CACHE / "int8_frames"  # never benchmarks/cache/frames: those are the float encoder's
 METRICS = (  # (name, path in a row)
@@ -111,10 +117,11 @@ def session(path: Path) -> Any:
     )
 
 
-def run_each(graph: Any, inputs: np.ndarray) -> np.ndarray:
-    """The graph on every input alone (batch of one: see the module docstring), outputs stacked."""
+def run_each(graph: Any, inputs: np.ndarray, batch: int = 1) -> np.ndarray:
+    """The graph on `batch` consecutive inputs per call (default: each alone, see the module docstring)."""
     name = graph.get_inputs()[0].name
-    return np.stack([graph.run(None, {name: np.ascontiguousarray(x[None], np.float32)})[0][0] for x in inputs])
+    calls = [np.ascontiguousarray(inputs[i : i + batch], np.float32) for i in range(0, len(inputs), batch)]
+    return np.concatenate([graph.run(None, {name: x})[0] for x in calls])
 
 
 # ---- one model's int8 export -----------------------------------------------------------------------------
@@ -124,8 +131,8 @@ class Int8Model:
     """One model's int8 export, split; `forward_features` makes it score cached frames like a Detector
     (the interface EvalSet.evaluate and real_world_metrics.head_logits use)."""
 
-    def __init__(self, model_dir: Path, out_dir: Path) -> None:
-        self.source = load_detector(model_dir)
+    def __init__(self, model_dir: Path, out_dir: Path, batch: int = 1) -> None:
+        self.source, self.batch = load_detector(model_dir), batch
         self.config, export = self.source.config, out_dir / "export"
         if not (export / ONNX_FILE).exists():
             export_detector(model_dir, export, int8=True)
@@ -139,15 +146,17 @@ class Int8Model:
 
     def forward_features(self, frames: torch.Tensor) -> torch.Tensor:
         """Cached int8-encoder frames (batch, n_frames, dim) -> int8 head logits (batch, n_words)."""
-        return torch.from_numpy(run_each(self.head, frames.numpy()))
+        return torch.from_numpy(run_each(self.head, frames.numpy(), self.batch))
 
 
 # ---- the int8 encoder's frame cache ----------------------------------------------------------------------
 
 
-def int8_root(protocol: data.Protocol, timing: data.Timing, encoder_sha: str) -> Path:
-    """The cache folder of one int8 encoder graph's frames (keyed by the graph's sha256)."""
+def int8_root(protocol: data.Protocol, timing: data.Timing, encoder_sha: str, batch: int = 1) -> Path:
+    """The cache folder of one int8 encoder graph's frames (keyed by the graph's sha256 and the windows per
+    call, which change the frames: activations are quantised per call)."""
     parts = [protocol.seed, protocol.snr_db, asdict(timing), str(np.dtype(data.FRAME_DTYPE)), encoder_sha]
+    parts += [batch] if batch != 1 else []
     return INT8_CACHE / hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -159,17 +168,17 @@ def stream_path(root: Path, protocol: data.Protocol, timing: data.Timing) -> Pat
     return root / data._stream_dir(protocol, timing).name
 
 
-def encode_clips_int8(encoder: Any, items: list[data.ClipItem], evalset: rw.EvalSet, root: Path) -> None:
+def encode_clips_int8(encoder: Any, items: list[data.ClipItem], evalset: rw.EvalSet, root: Path, batch: int) -> None:
     """The int8 encoder's frames of every clip not yet cached, one file per clip (as the float cache)."""
     protocol, timing = evalset.protocol, evalset.timing
     todo = [i for i in dict.fromkeys(items) if not clip_path(root, i, protocol, timing).exists()]
     preparer = data.ClipPreparer(protocol, timing)
     for item in tqdm(todo, desc="int8-encoding clips", unit="clip", mininterval=30):
-        frames = run_each(encoder, data.stream_windows(preparer.padded(item), timing))
+        frames = run_each(encoder, data.stream_windows(preparer.padded(item), timing), batch)
         data._save_atomic(clip_path(root, item, protocol, timing), frames.astype(data.FRAME_DTYPE))
 
 
-def encode_stream_int8(encoder: Any, evalset: rw.EvalSet, root: Path) -> Path:
+def encode_stream_int8(encoder: Any, evalset: rw.EvalSet, root: Path, batch: int) -> Path:
     """The int8 encoder's frames of the stream, in the float cache's chunks (resumable)."""
     folder = stream_path(root, evalset.protocol, evalset.timing)
     windows = data.stream_windows(data.stream_audio(evalset.protocol), evalset.timing)
@@ -177,7 +186,7 @@ def encode_stream_int8(encoder: Any, evalset: rw.EvalSet, root: Path) -> Path:
     for c, start in enumerate(tqdm(starts, desc="int8-encoding stream chunks", unit="chunk")):
         path = folder / f"{c:04d}.npy"
         if not path.exists():
-            frames = run_each(encoder, windows[start : start + data.STREAM_CHUNK_HOPS])
+            frames = run_each(encoder, windows[start : start + data.STREAM_CHUNK_HOPS], batch)
             data._save_atomic(path, frames.astype(data.FRAME_DTYPE))
     return folder
 
@@ -185,12 +194,12 @@ def encode_stream_int8(encoder: Any, evalset: rw.EvalSet, root: Path) -> Path:
 class Int8EvalSet(rw.EvalSet):
     """A float EvalSet's clips and stream, read from the int8 encoder's frame cache instead."""
 
-    def __init__(self, evalset: rw.EvalSet, encoder_path: Path, encoder_sha: str) -> None:
+    def __init__(self, evalset: rw.EvalSet, model: Int8Model) -> None:
         vars(self).update(vars(evalset))
-        self.root = int8_root(self.protocol, self.timing, encoder_sha)
-        encoder = session(encoder_path)
-        encode_clips_int8(encoder, [*self.positives, *self.negatives], evalset, self.root)
-        self.stream_dir = encode_stream_int8(encoder, evalset, self.root)
+        self.root = int8_root(self.protocol, self.timing, model.encoder_sha, model.batch)
+        encoder = session(model.encoder_path)
+        encode_clips_int8(encoder, [*self.positives, *self.negatives], evalset, self.root, model.batch)
+        self.stream_dir = encode_stream_int8(encoder, evalset, self.root, model.batch)
 
     def clip_logits(self, model: Detector, items: list[data.ClipItem]) -> np.ndarray:
         paths = [clip_path(self.root, i, self.protocol, self.timing) for i in items]
@@ -212,17 +221,16 @@ def check_windows(evalset: rw.EvalSet, n: int) -> np.ndarray:
 
 
 def split_check(model: Int8Model, windows: np.ndarray, float_logits: np.ndarray, k: int) -> dict[str, float]:
-    """Whole int8 graph vs encoder graph then head graph on the same windows (one window per call), the
-    effect of the frame cache's float16, of batching 32 windows per call, and int8 vs torch."""
-    whole = run_each(session(model.whole_path), windows)
-    frames = run_each(session(model.encoder_path), windows)
-    batched = np.concatenate([session(model.whole_path).run(None, {"audio": windows[i : i + 32]})[0]
-                              for i in range(0, len(windows), 32)])  # fmt: skip
-    stored = run_each(model.head, frames.astype(data.FRAME_DTYPE).astype(np.float32))
-    gap = np.abs(batched - whole)
+    """Whole int8 graph vs encoder graph then head graph on the same windows (model.batch windows per call),
+    the effect of the frame cache's float16, of 32 windows per call against one, and int8 vs torch."""
+    whole, batch = run_each(session(model.whole_path), windows, model.batch), model.batch
+    frames = run_each(session(model.encoder_path), windows, batch)
+    stored = run_each(model.head, frames.astype(data.FRAME_DTYPE).astype(np.float32), batch)
+    one = whole if batch == 1 else run_each(session(model.whole_path), windows)
+    gap = np.abs(run_each(session(model.whole_path), windows, 32) - one)
     return {
         "n_windows": len(windows),
-        "max_abs_split_vs_whole": float(np.max(np.abs(run_each(model.head, frames) - whole))),
+        "max_abs_split_vs_whole": float(np.max(np.abs(run_each(model.head, frames, batch) - whole))),
         "max_abs_float16_frames_vs_whole": float(np.max(np.abs(stored - whole))),
         "batch32_vs_batch1_max_abs": float(gap.max()),
         "batch32_vs_batch1_mean_abs": float(gap.mean()),
@@ -273,9 +281,9 @@ def stored_rows(args: argparse.Namespace, word: str) -> dict[str, dict]:
 def evaluate_model(model_dir: Path, evalset: rw.EvalSet, int8_sets: dict, args: argparse.Namespace) -> dict:
     """Float and int8 metrics of one model, their differences in points, and the split check."""
     started = time.monotonic()
-    model = Int8Model(model_dir, EXPORTS / args.label / rw.slug(evalset.word) / model_dir.name)
+    model = Int8Model(model_dir, EXPORTS / args.label / rw.slug(evalset.word) / model_dir.name, args.batch)
     if model.encoder_sha not in int8_sets:
-        int8_sets[model.encoder_sha] = Int8EvalSet(evalset, model.encoder_path, model.encoder_sha)
+        int8_sets[model.encoder_sha] = Int8EvalSet(evalset, model)
     encoded = time.monotonic()
     float_row, int8_row = evalset.evaluate(model.source), int8_sets[model.encoder_sha].evaluate(model)
     windows = check_windows(evalset, args.check_windows)
@@ -308,34 +316,60 @@ def summary(rows: list[dict]) -> dict[str, dict]:
 
 
 def save(table: dict) -> None:
-    """int8_real_world.json / .md / .png (after every model, so a stopped run keeps its rows)."""
-    OUT.parent.mkdir(parents=True, exist_ok=True)
+    """int8_real_world[_batch<n>].json / .md / .png (after every model, so a stopped run keeps its rows)."""
+    out = results_path(table["batch"])
     table["summary"] = summary(table["rows"])
-    OUT.with_suffix(".json").write_text(json.dumps(table, indent=2, default=float) + "\n", encoding="utf-8")
-    OUT.with_suffix(".md").write_text(markdown(table), encoding="utf-8")
-    plot(table["rows"], OUT.with_suffix(".png"))
+    out.with_suffix(".json").write_text(json.dumps(table, indent=2, default=float) + "\n", encoding="utf-8")
+    out.with_suffix(".md").write_text(markdown(table), encoding="utf-8")
+    plot(table["rows"], out.with_suffix(".png"))
+
+
+def results_path(batch: int) -> Path:
+    return RESULTS / ("int8_real_world" + (f"_batch{batch}" if batch != 1 else ""))
 
 
 def markdown(table: dict) -> str:
-    lines = [f"# int8 vs float on the real-world protocol ({table['label']}, {', '.join(table['words'])})", "",
-             f"Protocol: {json.dumps(table['protocol'])}; command: `{table['command']}`", "",
-             "| model | " + " | ".join(f"{n} float / int8 / diff" for n, _ in METRICS) + " | split max abs |",
-             "|---|" + "---|" * (len(METRICS) + 1)]  # fmt: skip
-    for r in table["rows"]:
+    """The results as markdown: per-model table, the differences' mean and spread, the checks."""
+    calls = "one window per call" if table["batch"] == 1 else f"{table['batch']} windows per call"
+    lines = [f"# int8 vs float on the real-world protocol ({table['label']}, {', '.join(table['words'])}, "
+             f"int8 graphs run {calls})", "", f"Protocol: `{json.dumps(table['protocol'])}`", "",
+             f"Command: `{table['command']}`; wall time {table.get('wall_seconds', 0) / 60:.1f} min", ""]  # fmt: skip
+    return "\n".join([*lines, *model_table(table["rows"]), *summary_lines(table), *check_lines(table["rows"])]) + "\n"
+
+
+def model_table(rows: list[dict]) -> list[str]:
+    """One line per model: each metric's float, int8 and difference (percent / points)."""
+    lines = ["| model | " + " | ".join(f"{n}: float / int8 / diff" for n, _ in METRICS) + " |",
+             "|---|" + "---|" * len(METRICS)]  # fmt: skip
+    for r in rows:
         cells = [f"{100 * _get(r['float'], p):.2f} / {100 * _get(r['int8'], p):.2f} / "
                  f"{r['int8_minus_float_points'][n]:+.2f}" for n, p in METRICS]  # fmt: skip
-        lines.append(
-            f"| {r['model']} | " + " | ".join(cells) + f" | {r['split_check']['max_abs_split_vs_whole']:.1e} |"
-        )
-    lines += ["", "int8 minus float, points: mean [min, max] (models beyond 0.5 points)", ""]
+        lines.append(f"| {r['model']} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def summary_lines(table: dict) -> list[str]:
+    lines = ["", "int8 minus float, points: mean [min, max] (models more than 0.5 points away)", ""]
     for group, stats in table.get("summary", {}).items():
-        cells = [f"{s['mean']:+.2f} [{s['min']:+.2f}, {s['max']:+.2f}] ({s['n_beyond_0.5']})"
-                 for s in (stats[n] for n, _ in METRICS)]  # fmt: skip
-        lines.append(
-            f"- {group} ({stats['n_models']} models): "
-            + "; ".join(f"{n} {c}" for (n, _), c in zip(METRICS, cells, strict=True))
-        )
-    return "\n".join(lines) + "\n"
+        cells = [f"{n} {s['mean']:+.2f} [{s['min']:+.2f}, {s['max']:+.2f}] ({s['n_beyond_0.5']})"
+                 for n, s in ((n, stats[n]) for n, _ in METRICS)]  # fmt: skip
+        lines.append(f"- {group} ({stats['n_models']} models): " + "; ".join(cells))
+    return lines
+
+
+def check_lines(rows: list[dict]) -> list[str]:
+    """The checks' worst cases over the models (each row's split_check and float_vs_stored_max_abs)."""
+    worst = {key: max(r["split_check"][key] for r in rows) for key in rows[0]["split_check"]} if rows else {}
+    stored = [r["float_vs_stored_max_abs"] for r in rows if r.get("float_vs_stored_max_abs") is not None]
+    shas = {r["encoder_sha256"] for r in rows}
+    return ["", f"Checks, worst over the models (logits; {worst.get('n_windows')} real windows each):",
+            f"- int8 encoder graph then int8 head graph vs the whole int8 graph: {worst.get('max_abs_split_vs_whole')}",
+            f"- the same with the frames stored as float16 (the cache): {worst.get('max_abs_float16_frames_vs_whole')}",
+            f"- whole int8 graph, 32 windows per call vs one: max {worst.get('batch32_vs_batch1_max_abs')}, "
+            f"mean {worst.get('batch32_vs_batch1_mean_abs')}",
+            f"- int8 vs torch, mean abs: {worst.get('int8_vs_torch_mean_abs')}",
+            f"- recomputed float metrics vs the label's stored rows, max abs: {max(stored) if stored else None}",
+            f"- int8 encoder graphs: {len(shas)} distinct (sha256) over {len(rows)} models"]  # fmt: skip
 
 
 def plot(rows: list[dict], path: Path) -> None:
@@ -363,16 +397,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="*", default=[], help="model folder names (default: all trained)")
     parser.add_argument("--check-windows", type=int, default=300, help="real windows of each split check")
+    parser.add_argument("--batch", type=int, default=1, help="windows per int8 call (32: `wakeword detect` FILE)")
+    parser.add_argument("--report-only", action="store_true", help="rewrite .md and .png from the .json")
     own, rest = parser.parse_known_args(argv)
     args = rw.parse_args(rest)
-    args.models, args.check_windows = own.models, own.check_windows
+    args.models, args.check_windows, args.batch, args.report_only = (own.models, own.check_windows, own.batch,
+                                                                     own.report_only)  # fmt: skip
     return args
 
 
 def main(argv: list[str] | None = None) -> None:
     args, started = parse_args(argv), time.monotonic()
+    if args.report_only:
+        return save(json.loads(results_path(args.batch).with_suffix(".json").read_text()))
     torch.set_num_threads(1)
-    table = {"label": args.label, "words": args.words, "protocol": asdict(args.protocol),
+    table = {"label": args.label, "words": args.words, "protocol": asdict(args.protocol), "batch": args.batch,
              "command": " ".join(["python", *sys.argv]), "rows": []}  # fmt: skip
     for word in args.words:
         dirs, stored, int8_sets = model_dirs(args, word), stored_rows(args, word), {}

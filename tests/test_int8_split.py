@@ -31,3 +31,5 @@ def test_int8_encoder_then_head_equals_the_whole_graph(tmp_path, tiny_whisper_di
     frames = run_each(session(encoder_graph), windows)
     assert frames.shape[-1] == 32  # the tiny whisper's d_model: the cut is at the encoder's output
     np.testing.assert_allclose(run_each(session(head_graph), frames), whole, atol=1e-5, rtol=0)
+    batched = run_each(session(head_graph), run_each(session(encoder_graph), windows, 3), 3)  # 3 windows a call
+    np.testing.assert_allclose(batched, run_each(session(tmp_path / "int8" / "model.onnx"), windows, 3), atol=1e-5)
