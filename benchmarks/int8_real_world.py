@@ -41,6 +41,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import sys
 import time
 from dataclasses import asdict
@@ -101,8 +102,11 @@ def split_graph(whole: Path, out_dir: Path) -> tuple[Path, Path, str]:
     tensor, extractor = boundary_tensor(model), Extractor(model)
     out_dir.mkdir(parents=True, exist_ok=True)
     encoder, head = out_dir / "encoder.onnx", out_dir / "head.onnx"
-    onnx.save(extractor.extract_model(["audio"], [tensor]), str(encoder))
-    onnx.save(extractor.extract_model([tensor], ["logits"]), str(head))
+    for path, graph in ((encoder, extractor.extract_model(["audio"], [tensor])),
+                        (head, extractor.extract_model([tensor], ["logits"]))):  # fmt: skip
+        staging = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        onnx.save(graph, str(staging))
+        os.replace(staging, path)  # another run (--batch) may be reading the same split
     return encoder, head, tensor
 
 
