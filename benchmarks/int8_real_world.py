@@ -302,17 +302,20 @@ def evaluate_model(model_dir: Path, evalset: rw.EvalSet, int8_sets: dict, args: 
 
 
 def summary(rows: list[dict]) -> dict[str, dict]:
-    """Mean, min and max of each int8-minus-float difference (points) over all models and the real-clip ones."""
-    groups = {"all": rows, "with_real_clips": [r for r in rows if r["real_clips"]]}
-    out = {}
-    for group, members in groups.items():
-        if members:
-            values = {name: [r["int8_minus_float_points"][name] for r in members] for name, _ in METRICS}
-            out[group] = {"n_models": len(members)} | {
-                name: {"mean": float(np.mean(v)), "min": float(np.min(v)), "max": float(np.max(v)),
-                       "n_beyond_0.5": int(np.sum(np.abs(v) > 0.5))}
-                for name, v in values.items()
-            }  # fmt: skip
+    """Mean, mean absolute, min and max of each int8-minus-float difference (points): over all models, those
+    with real clips, and the same two among the models the label's results file has rows for."""
+    stored = [r for r in rows if r.get("float_vs_stored_max_abs") is not None]
+    groups = {"all": rows, "in_label_results": stored}
+    groups |= {f"{name}_with_real_clips": [r for r in members if r["real_clips"]] for name, members in groups.items()}
+    return {group: _stats(members) for group, members in groups.items() if members}
+
+
+def _stats(rows: list[dict]) -> dict:
+    out: dict = {"n_models": len(rows), "models": [r["model"] for r in rows]}
+    for name, _ in METRICS:
+        v = np.array([r["int8_minus_float_points"][name] for r in rows])
+        out[name] = {"mean": float(v.mean()), "mean_abs": float(np.abs(v).mean()), "min": float(v.min()),
+                     "max": float(v.max()), "n_beyond_0.5": int(np.sum(np.abs(v) > 0.5))}  # fmt: skip
     return out
 
 
@@ -321,7 +324,7 @@ def summary(rows: list[dict]) -> dict[str, dict]:
 
 def save(table: dict) -> None:
     """int8_real_world[_batch<n>].json / .md / .png (after every model, so a stopped run keeps its rows)."""
-    out = results_path(table["batch"])
+    out = results_path(table.setdefault("batch", 1))  # a table without "batch" ran before --batch: one window
     table["summary"] = summary(table["rows"])
     out.with_suffix(".json").write_text(json.dumps(table, indent=2, default=float) + "\n", encoding="utf-8")
     out.with_suffix(".md").write_text(markdown(table), encoding="utf-8")
@@ -353,9 +356,9 @@ def model_table(rows: list[dict]) -> list[str]:
 
 
 def summary_lines(table: dict) -> list[str]:
-    lines = ["", "int8 minus float, points: mean [min, max] (models more than 0.5 points away)", ""]
+    lines = ["", "int8 minus float, points: mean, mean |diff|, [min, max] (models more than 0.5 points away)", ""]
     for group, stats in table.get("summary", {}).items():
-        cells = [f"{n} {s['mean']:+.2f} [{s['min']:+.2f}, {s['max']:+.2f}] ({s['n_beyond_0.5']})"
+        cells = [f"{n} {s['mean']:+.2f}, {s['mean_abs']:.2f}, [{s['min']:+.2f}, {s['max']:+.2f}] ({s['n_beyond_0.5']})"
                  for n, s in ((n, stats[n]) for n, _ in METRICS)]  # fmt: skip
         lines.append(f"- {group} ({stats['n_models']} models): " + "; ".join(cells))
     return lines
@@ -389,7 +392,8 @@ def plot(rows: list[dict], path: Path) -> None:
         ax.bar(x + offset, [100 * _get(r[backend], path_frr) for r in rows], 0.4, label=backend)
     ax.set_xticks(x, [r["model"] for r in rows], rotation=30)
     ax.set_ylabel("FRR at 1 FA/h (%)")
-    ax.set_title("float vs int8 export, real-world stream (53.8 min)")
+    minutes = 60 * rows[0]["float"]["stream_hours"] if rows else 0.0
+    ax.set_title(f"float vs int8 export, FRR at 1 FA/h on the real-world stream ({minutes:.1f} min)")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
