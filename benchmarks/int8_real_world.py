@@ -59,9 +59,9 @@ import real_world_metrics as metrics
 from tqdm.auto import tqdm
 
 from wakeword.checkpoint import load_detector
-from wakeword.export import export_detector
+from wakeword.export import Int8Settings, export_detector, source_checksums
 from wakeword.models.base import Detector
-from wakeword.runtime import DISABLED_OPTIMIZERS, ONNX_FILE
+from wakeword.runtime import DISABLED_OPTIMIZERS, ONNX_FILE, RUNTIME_FILE
 
 RESULTS = data.REPO / "benchmarks" / "results"
 EXPORTS = data.REPO / "runs" / "int8_real_world"
@@ -138,7 +138,7 @@ class Int8Model:
     def __init__(self, model_dir: Path, out_dir: Path, batch: int = 1) -> None:
         self.source, self.batch = load_detector(model_dir), batch
         self.config, export = self.source.config, out_dir / "export"
-        if not (export / ONNX_FILE).exists():
+        if not current_export(model_dir, export):
             export_detector(model_dir, export, int8=True)
         self.whole_path = export / ONNX_FILE
         self.encoder_path, self.head_path, self.tensor = split_graph(self.whole_path, out_dir)
@@ -151,6 +151,15 @@ class Int8Model:
     def forward_features(self, frames: torch.Tensor) -> torch.Tensor:
         """Cached int8-encoder frames (batch, n_frames, dim) -> int8 head logits (batch, n_words)."""
         return torch.from_numpy(run_each(self.head, frames.numpy(), self.batch))
+
+
+def current_export(model_dir: Path, export: Path) -> bool:
+    """Whether `export` holds an int8 export of the model's current files with today's --int8 settings."""
+    if not (export / ONNX_FILE).exists() or not (export / RUNTIME_FILE).exists():
+        return False
+    meta = json.loads((export / RUNTIME_FILE).read_text())
+    settings = json.loads(json.dumps(asdict(Int8Settings())))  # as runtime.json stores them (lists, not tuples)
+    return meta["source"]["sha256"] == source_checksums(model_dir) and meta.get("int8") == settings
 
 
 # ---- the int8 encoder's frame cache ----------------------------------------------------------------------
