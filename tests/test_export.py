@@ -103,6 +103,16 @@ def test_int8_quantises_weights_but_not_the_front_end(tmp_path, tts, tiny_whispe
     fp32, int8 = onnx_logits(tmp_path / "fp32", windows), onnx_logits(tmp_path / "int8", windows)
     assert 0 < np.abs(fp32 - int8).max() < 0.1 * max(1.0, np.abs(fp32).max())
     assert json.loads((tmp_path / "int8" / "runtime.json").read_text())["quantization"] == "int8-dynamic"
+    # activations are quantised per call: the runtime scores an int8 graph one window a call, so a window's
+    # score does not depend on the windows scored with it (a file scores as live listening does)
+    from wakeword.runtime import load_runtime
+
+    runtime = load_runtime(tmp_path / "int8", threads=1)
+    loud = np.concatenate([windows, windows * 30.0])  # other windows with 30 times the range in the same call
+    alone = np.concatenate([runtime.logits(w[None]) for w in windows])
+    np.testing.assert_array_equal(runtime.logits(loud)[: len(windows)], alone)
+    session_batch = runtime.session.run(None, {"audio": loud.astype(np.float32)})[0][: len(windows)]
+    assert not np.array_equal(session_batch, alone.astype(np.float32))  # what one call for all would have given
 
 
 def test_export_replaces_an_export_but_refuses_other_folders(tmp_path):

@@ -169,6 +169,10 @@ class OnnxDetector:
             self.gate = np.array(gate.gate_logits, np.float32)
             self.ceiling = np.array([self.config.threshold(w) - gate.unseen_margin for w in words], np.float32)
         self.stage2_windows = 0
+        # dynamic int8 sets each activation's scale from the whole call's values, so a window scored among
+        # others gets another score than alone (up to 2.5 logits on real speech, issue 16: int8_real_world_batch32):
+        # int8 graphs see one window a call, and a file then scores exactly as live listening does
+        self.one_window_per_call = self.config.quantization != "none"
 
     def _session(self, onnxruntime: Any, name: str, options: Any) -> Any:
         graph = self.folder / name
@@ -189,28 +193,30 @@ class OnnxDetector:
         if windows.ndim != 2 or windows.shape[1] != self.config.window_samples:
             raise ValueError(f"expected windows of shape (n, {self.config.window_samples}), got {windows.shape}")
         if self.session is not None:
-            return _run_graph(self.session, windows).astype(np.float64)
+            return self._run(self.session, windows).astype(np.float64)
         return self._cascade_logits(windows).astype(np.float64)
 
     def _cascade_logits(self, windows: np.ndarray) -> np.ndarray:
         """CascadeDetector.forward on numpy: (n, window_samples) -> (n, n_words) float32."""
         assert self.config.cascade is not None and self.stage1 is not None and self.stage2 is not None
-        first = _run_graph(self.stage1, np.ascontiguousarray(windows[:, -self.config.cascade.stage1_samples :]))
+        first = self._run(self.stage1, np.ascontiguousarray(windows[:, -self.config.cascade.stage1_samples :]))
         opened = (first >= self.gate).any(axis=1)
         scores = np.minimum(first, self.ceiling)  # what a window stage 2 does not score gets
         if opened.any():
             self.stage2_windows += int(opened.sum())
-            scores[opened] = _run_graph(self.stage2, np.ascontiguousarray(windows[opened]))
+            scores[opened] = self._run(self.stage2, np.ascontiguousarray(windows[opened]))
         return scores
 
     def probabilities(self, windows: np.ndarray) -> np.ndarray:
         """Display probabilities (n, n_words) float64: sigmoid of the logits."""
         return probability(self.logits(windows))
 
-
-def _run_graph(session: Any, windows: np.ndarray) -> np.ndarray:
-    """One graph (input `audio`, output `logits`) on windows (n, samples) float32 -> (n, n_words) float32."""
-    return session.run(None, {session.get_inputs()[0].name: windows})[0]
+    def _run(self, session: Any, windows: np.ndarray) -> np.ndarray:
+        """One graph (input `audio`, output `logits`) on windows (n, samples) float32 -> (n, n_words) float32."""
+        name = session.get_inputs()[0].name
+        if not self.one_window_per_call or len(windows) <= 1:
+            return session.run(None, {name: windows})[0]
+        return np.concatenate([session.run(None, {name: windows[i : i + 1]})[0] for i in range(len(windows))])
 
 
 def load_runtime(folder: str | os.PathLike, threads: int | None = None) -> OnnxDetector:
