@@ -180,14 +180,16 @@ def _encoder_identity(model: Detector) -> dict:
     return encoder
 
 
-def cached_frames(model: Detector, path: Path, padding: tuple[int, int] = (0, 0)) -> np.ndarray:
+def cached_frames(model: Detector, path: Path, padding: tuple[int, int] = (0, 0), int8: bool = False) -> np.ndarray:
     """Frozen-encoder frames of every streaming window of a file: (n_hops, n_frames, dim) float16, from
     the disk cache when present (a memory map), else encoded now and cached.
 
-    padding: zero samples added (before, after) the file's audio before streaming it (clip scoring pads)."""
+    padding: zero samples added (before, after) the file's audio before streaming it (clip scoring pads).
+    int8: frames of the encoder's int8 graph (see `int8_encoder`; cached apart from the float32 frames)."""
     config = model.config
     content = hashlib.sha256(path.read_bytes()).hexdigest()  # by content: a moved or copied file stays cached
-    key = _key([_encoder_identity(model), content, config.window_seconds, config.hop_seconds, list(padding)])
+    parts = [_encoder_identity(model), content, config.window_seconds, config.hop_seconds, list(padding)]
+    key = _key([*parts, "int8"] if int8 else parts)
     cache = _cache_root() / "frames" / f"{key}.npy"
     if cache.is_file():
         try:
@@ -196,7 +198,8 @@ def cached_frames(model: Detector, path: Path, padding: tuple[int, int] = (0, 0)
         except (OSError, ValueError):  # a damaged cache file is only a cache miss
             cache.unlink(missing_ok=True)
     audio = np.pad(load_audio(path), padding)
-    out = encode_windows(model, stream_windows(audio, config.window_samples, config.hop_samples))
+    encode = int8_encoder(model) if int8 else model.encode
+    out = encode_windows(model, stream_windows(audio, config.window_samples, config.hop_samples), encode)
     cache.parent.mkdir(parents=True, exist_ok=True)
     staging = cache.with_name(f".{cache.stem}.{os.getpid()}.tmp.npy")
     np.save(staging, out)
@@ -205,17 +208,34 @@ def cached_frames(model: Detector, path: Path, padding: tuple[int, int] = (0, 0)
     return out
 
 
-def encode_windows(model: Detector, windows: np.ndarray) -> np.ndarray:
-    """Frozen-encoder frames (n, n_frames, dim) float16 of windows (n, window_samples), SCORE_BATCH per call.
+def int8_encoder(model: Detector) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """audio (batch, window_samples) -> frames through the frozen encoder's int8 graph
+    (wakeword.encoders.onnx_frames.int8_frames), or None where there is none (any other encoder, or no
+    onnxruntime). Its frames are close to the float32 ones, not equal: for first passes only."""
+    from wakeword.encoders.onnx_frames import int8_frames
+
+    encoder = getattr(model, "encoder", None)
+    if not getattr(model, "encoder_frozen", False) or not hasattr(encoder, "_top_modules"):  # whisper only
+        return None
+    runner = int8_frames(encoder, model.config.window_samples)
+    return None if runner is None else (lambda audio: torch.from_numpy(runner(audio.numpy())))
+
+
+def encode_windows(
+    model: Detector, windows: np.ndarray, encode: Callable[[torch.Tensor], torch.Tensor] | None = None
+) -> np.ndarray:
+    """Frozen-encoder frames (n, n_frames, dim) float16 of windows (n, window_samples), SCORE_BATCH per call
+    (`encode` replaces model.encode, e.g. with `int8_encoder`).
 
     Windows of pure digital silence (a clip's left padding: a window and more of it) are encoded once: a
     window's frames do not depend on the other windows of its batch (beyond float rounding)."""
+    encode = encode or model.encode
     sounding = np.flatnonzero(np.any(windows != 0, axis=1))
-    frames = [model.encode(torch.from_numpy(np.array(windows[sounding[i : i + SCORE_BATCH]]))).half().numpy()
+    frames = [encode(torch.from_numpy(np.array(windows[sounding[i : i + SCORE_BATCH]]))).half().numpy()
               for i in range(0, len(sounding), SCORE_BATCH)]  # fmt: skip
     if len(sounding) == len(windows):
         return np.concatenate(frames)
-    silence = model.encode(torch.zeros(1, windows.shape[1])).half().numpy()
+    silence = encode(torch.zeros(1, windows.shape[1])).half().numpy()
     out = np.empty((len(windows), *silence.shape[1:]), np.float16)
     out[:] = silence
     if frames:
@@ -233,21 +253,34 @@ def _trim_cache(folder: Path) -> None:
 
 
 @torch.no_grad()
-def score_long_clip(model: Detector, path: Path, padding: tuple[int, int] = (0, 0)) -> np.ndarray:
+def score_long_clip(model: Detector, path: Path, padding: tuple[int, int] = (0, 0), int8: bool = False) -> np.ndarray:
     """Logits (n_hops, n_words) of every streaming hop of one file (see stream_windows), after adding
     `padding` zero samples (before, after).
 
     A frozen encoder's frames come from the disk cache (equal to streaming up to float16 rounding of the
-    frames); any other model streams the audio through `score_array`."""
+    frames); any other model streams the audio through `score_array`. int8: from the encoder's int8 frames
+    (approximate; the caller checks with `score_hops` where it matters)."""
     model.eval()
     if getattr(model, "encoder_frozen", False) and hasattr(model, "forward_features"):
-        frames = cached_frames(model, path, padding)
-        out = [model.forward_features(torch.from_numpy(np.asarray(frames[i : i + SCORE_BATCH], np.float32)))
-               for i in range(0, len(frames), SCORE_BATCH)]  # fmt: skip
-        return torch.cat(out).double().numpy()
+        return _head_logits(model, cached_frames(model, path, padding, int8=int8))
     from wakeword.stream import score_array
 
     return score_array(model, np.pad(load_audio(path), padding))[1].astype(np.float64)
+
+
+def _head_logits(model: Detector, frames: np.ndarray) -> np.ndarray:
+    out = [model.forward_features(torch.from_numpy(np.asarray(frames[i : i + SCORE_BATCH], np.float32)))
+           for i in range(0, len(frames), SCORE_BATCH)]  # fmt: skip
+    return torch.cat(out).double().numpy() if out else np.zeros((0, len(model.config.wake_words)))
+
+
+@torch.no_grad()
+def score_hops(model: Detector, path: Path, hops: np.ndarray) -> np.ndarray:
+    """Logits (len(hops), n_words) of the given streaming hops (0-based rows of score_long_clip's track) of a
+    file, encoded now in float32: the same values as those rows of score_long_clip (float16 frames)."""
+    config = model.config
+    windows = stream_windows(load_audio(path), config.window_samples, config.hop_samples)
+    return _head_logits(model.eval(), encode_windows(model, np.asarray(windows[hops])))
 
 
 def mine_windows(
