@@ -39,7 +39,8 @@ from wakeword.models.base import Detector
 SEGMENT_SECONDS = 30.0  # one clip of long audio: long enough for many windows, short enough to shuffle
 CALIBRATION_EVERY = 4  # every 4th segment (25%) calibrates and never trains
 COMPLETE_MARKER = ".complete"  # written last into a cached data set's folder: the build finished
-LONGFORM_VERSION = 1  # bump when the synthetic long-form recipe changes: its cache key includes this
+LONGFORM_VERSION = 2  # bump when the synthetic long-form recipe changes: its cache key includes this
+SENTENCES_PER_DRAW = 12  # sentences rendered for a segment at a time: ~40 s of speech, one draw fills most
 SENTENCE_GAP_SECONDS = (0.2, 1.5)  # pauses between synthetic sentences
 LONGFORM_SNR_DB = (5.0, 30.0)  # speech over background noise in the synthetic long form
 SCORE_BATCH = 64  # windows per encoder / head call while scoring long audio
@@ -126,32 +127,64 @@ def build_synthetic_longform(minutes: float, seed: int = 0, noise_dirs: Sequence
 
 
 def _synthesise_longform(dataset: DataSet, minutes: float, seed: int, noise_dirs: Sequence[str]) -> None:
+    """Every segment draws its sentences, voices and pauses from its own generator and its noise, SNR and
+    channel from another, and the speech is rendered by wakeword.data.render (seeded per chunk, on both
+    cores): the corpus depends on `seed` alone, not on the order of work or on what espeak-ng said before."""
     from wakeword.data.lexicon import load_lexicon
-    from wakeword.data.synth import SynthSettings, draw_voice_settings
+    from wakeword.data.render import Renderer
     from wakeword.data.tts import EspeakBackend
 
-    rng = np.random.default_rng([seed, 0x10F0])
     n_segments = max(1, int(np.ceil(minutes * 60 / SEGMENT_SECONDS)))
+    speech_rngs = [np.random.default_rng([seed, 0x10F0, i]) for i in range(n_segments)]
     backend, lexicon = EspeakBackend(), load_lexicon()
+    sentences: list[list[tuple[np.ndarray, str]]] = [[] for _ in range(n_segments)]
+    renderer, todo, round_ = Renderer(backend), list(range(n_segments)), 0
+    progress = tqdm(total=n_segments, desc="synthesising long-form negatives", leave=False)
+    try:
+        while todo:  # a segment short of SEGMENT_SECONDS draws SENTENCES_PER_DRAW more (rarely needed)
+            jobs, owners = _sentence_jobs(todo, speech_rngs, backend, lexicon)
+            for audio, (i, gap, text) in zip(renderer.render(jobs, seed, 0x10F0 + round_), owners, strict=True):
+                sentences[i].append((np.concatenate([np.zeros(gap, np.float32), audio]), text))
+            full = [i for i in todo if sum(len(a) for a, _ in sentences[i]) >= seconds_to_samples(SEGMENT_SECONDS)]
+            progress.update(len(full))
+            todo, round_ = [i for i in todo if i not in full], round_ + 1
+    finally:
+        renderer.close()
+        progress.close()
     noise = build_noise_bank(AugmentSettings(noise_dirs=tuple(noise_dirs)))
-    step = seconds_to_samples(SEGMENT_SECONDS)
-    for index in tqdm(range(n_segments), desc="synthesising long-form negatives", leave=False):
-        pieces, texts, length = [], [], 0
-        while length < step:
-            text = lexicon.generic_texts(1, None, seed=int(rng.integers(2**31)))[0]
-            voice = draw_voice_settings(backend.voices(), 1, rng, SynthSettings())[0]
-            speech = backend.synthesize(text, voice)
-            gap = np.zeros(seconds_to_samples(rng.uniform(*SENTENCE_GAP_SECONDS)), np.float32)
-            pieces += [gap, speech]
-            texts.append(text)
-            length += len(gap) + len(speech)
-        audio = np.concatenate(pieces)[:step]
-        background, kind = noise.sample(len(audio), rng)
-        audio = mix_at_snr(audio, background, float(rng.uniform(*LONGFORM_SNR_DB)))
-        audio = recording_channel(audio, rng, {})
-        meta = {"noise": kind, "part": "calibration"}
-        dataset.add_clips([dataset.make_clip(audio, {}, "synth", text=" | ".join(texts), meta=meta,
-                                             clip_id=f"long{index:05d}")])  # fmt: skip
+    dataset.add_clips([_longform_clip(dataset, i, sentences[i], noise, seed) for i in range(n_segments)])
+
+
+def _sentence_jobs(todo: Sequence[int], rngs: Sequence[np.random.Generator], backend, lexicon) -> tuple[list, list]:
+    """SENTENCES_PER_DRAW (text, voice) render jobs per segment in `todo`, and (segment, pause samples, text)
+    for each."""
+    from wakeword.data.synth import SynthSettings, draw_voice_settings
+
+    jobs, owners = [], []
+    for i in todo:
+        for _ in range(SENTENCES_PER_DRAW):
+            text = lexicon.generic_texts(1, None, seed=int(rngs[i].integers(2**31)))[0]
+            voice = draw_voice_settings(backend.voices(), 1, rngs[i], SynthSettings())[0]
+            jobs.append((text, voice))
+            owners.append((i, seconds_to_samples(rngs[i].uniform(*SENTENCE_GAP_SECONDS)), text))
+    return jobs, owners
+
+
+def _longform_clip(dataset: DataSet, index: int, sentences: list[tuple[np.ndarray, str]], noise, seed: int) -> Clip:
+    """One segment: its pauses and sentences cut to SEGMENT_SECONDS (the sentences it holds any of listed),
+    mixed with background noise and passed through a random recording channel."""
+    step, texts, length = seconds_to_samples(SEGMENT_SECONDS), [], 0
+    for audio, text in sentences:
+        if length >= step:
+            break
+        texts.append(text)
+        length += len(audio)
+    audio = np.concatenate([a for a, _ in sentences[: len(texts)]])[:step]
+    rng = np.random.default_rng([seed, 0x10F0, index, 1])
+    background, kind = noise.sample(len(audio), rng)
+    audio = recording_channel(mix_at_snr(audio, background, float(rng.uniform(*LONGFORM_SNR_DB))), rng, {})
+    meta = {"noise": kind, "part": "calibration"}
+    return dataset.make_clip(audio, {}, "synth", text=" | ".join(texts), meta=meta, clip_id=f"long{index:05d}")
 
 
 def says_any(clip: Clip, words: Sequence[str]) -> bool:
