@@ -40,7 +40,7 @@ NEAR_MISS_KINDS = ("near", "partial", "reordered")
 # threshold are scored again in float32. The --int8 graph moves whisper-tiny.en logits by 0.29 on average on
 # real speech (benchmarks/results/int8_candidates.json); the largest change seen on the checked hops, doubled,
 # plus INT8_ERROR_ALLOWANCE, must stay under half the margin, or the whole pass is made in float32.
-REFINE_MARGIN_LOGITS = 4.0
+REFINE_MARGIN_LOGITS = 6.0
 INT8_ERROR_ALLOWANCE = 0.25  # synthetic confusables' meta["kind"] (wakeword.data.synth)
 
 ClipPair = tuple[Clip, Path]
