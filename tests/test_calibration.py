@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from wakeword.calibration import is_near_miss, near_miss_record, split_near_misses
 from wakeword.data.clips import Clip
@@ -45,3 +46,64 @@ def test_near_misses_stay_when_they_are_the_only_negatives():
     scored = [_scored(1, 9.0), _scored(0, 6.0)]
     kept, near = split_near_misses(pairs, scored)
     assert kept == scored and near == []
+
+
+# -- long calibration audio: an int8 first pass, float32 where it matters -----------------------------------------
+
+
+def _long_audio_model(tts, tiny_whisper_dir, tmp_path, monkeypatch):
+    import soundfile as sf
+    import torch
+
+    from wakeword.audio import SAMPLE_RATE
+    from wakeword.data.clips import DataSet
+    from wakeword.models import get_family
+
+    monkeypatch.setenv("WAKEWORD_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("WAKEWORD_ENCODER_BACKEND", raising=False)
+    config = DetectorConfig("transfer", (WORD,), encoder={"name": str(tiny_whisper_dir), "trainable": "head"},
+                            head={"hidden": [16]})  # fmt: skip
+    torch.manual_seed(0)
+    model = get_family("transfer").build_model(config).eval()
+    data = DataSet.create(tmp_path / "long")
+    texts = ["the weather is nice today", "please open the window", "she bought three apples"]
+    for i, text in enumerate(texts):
+        audio = np.concatenate([tts(text, variant=v) for v in ("", "m3", "f2")] + [np.zeros(SAMPLE_RATE // 2)])
+        path = tmp_path / f"{i}.wav"
+        sf.write(path, audio.astype(np.float32), SAMPLE_RATE)
+        data.add_clips([data.make_clip(audio.astype(np.float32), {WORD: 0}, "corpus", clip_id=f"long{i}")])
+    return model, [(clip, data.root) for clip in data.clips()]
+
+
+def test_int8_first_pass_gives_the_float32_thresholds(tts, tiny_whisper_dir, tmp_path, monkeypatch, capsys):
+    """Thresholds and the tracks above them equal a float32 pass; hops far below were never re-scored."""
+    from wakeword import calibration
+
+    model, pairs = _long_audio_model(tts, tiny_whisper_dir, tmp_path, monkeypatch)
+    exact = calibration.score_long(model, pairs)
+    values = np.concatenate([s.track[:, 0] for s in exact])
+    # the tiny random head's logits span a fraction of a logit: the margin is scaled to that span
+    monkeypatch.setattr(calibration, "REFINE_MARGIN_LOGITS", float(np.ptp(values)) / 3)
+    monkeypatch.setattr(calibration, "INT8_ERROR_ALLOWANCE", 0.0)
+    for target in (0.0, 200.0):  # nothing may fire; a few activations may
+        expected = calibrate(model.config, exact, target, 1.0)[WORD]
+        thresholds, long = calibration.calibrate_on_long_audio(model, [], pairs, target, 1.0)
+        assert thresholds[WORD] == pytest.approx(expected, abs=1e-6)
+        got = np.concatenate([s.track[:, 0] for s in long])
+        high = values >= expected - 1e-3
+        np.testing.assert_allclose(got[high], values[high], atol=1e-6)
+        assert np.abs(got - values).max() > 1e-5  # the int8 pass scored the rest (int8 error: 2.6% of the span)
+    assert "not conclusive" not in capsys.readouterr().out
+    assert list((tmp_path / "cache" / "onnx-encoders").glob("*-int8.onnx"))
+
+
+def test_inconclusive_int8_pass_is_redone_in_float32(tts, tiny_whisper_dir, tmp_path, monkeypatch, capsys):
+    from wakeword import calibration
+
+    model, pairs = _long_audio_model(tts, tiny_whisper_dir, tmp_path, monkeypatch)
+    monkeypatch.setattr(calibration, "REFINE_MARGIN_LOGITS", 1e-6)  # smaller than any int8 error
+    thresholds, long = calibration.calibrate_on_long_audio(model, [], pairs, 0.0, 1.0)
+    assert "int8 first pass not conclusive" in capsys.readouterr().out
+    exact = calibration.score_long(model, pairs)
+    assert thresholds == calibrate(model.config, exact, 0.0, 1.0)
+    assert all(np.array_equal(a.track, b.track) for a, b in zip(long, exact, strict=True))

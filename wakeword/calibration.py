@@ -18,16 +18,30 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from tqdm.auto import tqdm
 
 from wakeword.data.clips import Clip, normalize_word
-from wakeword.data.long_audio import build_synthetic_longform, says_any, score_long_clip, segment_long_audio
-from wakeword.evaluate import Scored, word_report
+from wakeword.data.long_audio import (
+    build_synthetic_longform,
+    int8_encoder,
+    says_any,
+    score_hops,
+    score_long_clip,
+    segment_long_audio,
+)
+from wakeword.evaluate import Scored, calibrate, word_report
 from wakeword.models.base import Detector, DetectorConfig
 from wakeword.recipes import Recipe
 
 MIN_CALIBRATION_HOURS = 0.5  # with no false accept in less audio, the 95% bound is above 6 per hour
-NEAR_MISS_KINDS = ("near", "partial", "reordered")  # synthetic confusables' meta["kind"] (wakeword.data.synth)
+NEAR_MISS_KINDS = ("near", "partial", "reordered")
+# int8 first pass of long calibration audio (calibrate_on_long_audio): hops within this many logits of an int8
+# threshold are scored again in float32. The --int8 graph moves whisper-tiny.en logits by 0.29 on average on
+# real speech (benchmarks/results/int8_candidates.json); the largest change seen on the checked hops, doubled,
+# plus INT8_ERROR_ALLOWANCE, must stay under half the margin, or the whole pass is made in float32.
+REFINE_MARGIN_LOGITS = 6.0
+INT8_ERROR_ALLOWANCE = 0.25  # synthetic confusables' meta["kind"] (wakeword.data.synth)
 
 ClipPair = tuple[Clip, Path]
 
@@ -82,12 +96,75 @@ def near_miss_record(config: DetectorConfig, near: Sequence[Scored], thresholds:
     return record
 
 
-def score_long(model: Detector, pairs: Sequence[ClipPair]) -> list[Scored]:
-    """Score tracks of long-audio segments, streamed whole (no padding added)."""
+def score_long(model: Detector, pairs: Sequence[ClipPair], int8: bool = False) -> list[Scored]:
+    """Score tracks of long-audio segments, streamed whole (no padding added); int8: from the encoder's int8
+    frames (approximate, see `calibrate_on_long_audio`)."""
+    desc = "scoring calibration audio" + (" (int8 first pass)" if int8 else "")
     return [
-        Scored(clip.labels, clip.duration_seconds, score_long_clip(model, root / clip.path), padded_seconds=0.0)
-        for clip, root in tqdm(pairs, desc="scoring calibration audio", leave=False)
+        Scored(clip.labels, clip.duration_seconds, score_long_clip(model, root / clip.path, int8=int8), 0.0)
+        for clip, root in tqdm(pairs, desc=desc, leave=False)
     ]
+
+
+def calibrate_on_long_audio(
+    model: Detector, val: Sequence[Scored], pairs: Sequence[ClipPair], target: float, refractory_seconds: float
+) -> tuple[dict[str, float], list[Scored]]:
+    """(thresholds on `val` and the long audio `pairs`, the long audio's score tracks).
+
+    Long audio is most of a first training run's cost (30 minutes of synthetic long form is 18,000 windows
+    to encode), so a frozen Whisper encoder scores it first through its int8 graph (2.3 times as fast), sets
+    thresholds on that, scores again in float32 every hop whose int8 logit is within REFINE_MARGIN_LOGITS of
+    a word's threshold, and sets the thresholds again. Every hop that can fire at a threshold above
+    floor + (the largest int8 error) is then a float32 score, so when the threshold search settles there
+    (`_settled`) the thresholds and false accepts are those of a float32 pass; otherwise it makes one.
+    """
+    config = model.config
+    if not pairs or int8_encoder(model) is None:
+        long = score_long(model, pairs)
+        return calibrate(config, [*val, *long], target, refractory_seconds), long
+    rough = score_long(model, pairs, int8=True)
+    first = calibrate(config, [*val, *rough], target, refractory_seconds)
+    floors = np.array([first[w] - REFINE_MARGIN_LOGITS for w in config.wake_words])
+    refined, error = _refine(model, pairs, rough, floors)
+    thresholds = calibrate(config, [*val, *refined], target, refractory_seconds)
+    bound = 2 * error + INT8_ERROR_ALLOWANCE  # what an unchecked hop's int8 error is taken to be at most
+    if bound < REFINE_MARGIN_LOGITS / 2 and all(
+        _settled(config, [*val, *refined], thresholds, word, floors[k] + bound)
+        for k, word in enumerate(config.wake_words)
+    ):
+        return thresholds, refined
+    print(f"calibration: int8 first pass not conclusive (largest int8 error {error:.2f}); scoring in float32")
+    long = score_long(model, pairs)
+    return calibrate(config, [*val, *long], target, refractory_seconds), long
+
+
+def _refine(
+    model: Detector, pairs: Sequence[ClipPair], rough: Sequence[Scored], floors: np.ndarray
+) -> tuple[list[Scored], float]:
+    """The tracks with every hop that reaches a word's floor (floors: (n_words,) logits) scored again in
+    float32, and the largest |float32 - int8| difference seen on those hops."""
+    refined, error = [], 0.0
+    for (clip, root), scored in zip(pairs, rough, strict=True):
+        rows = np.flatnonzero((scored.track >= floors).any(axis=1))
+        track = scored.track
+        if rows.size:
+            exact = score_hops(model, root / clip.path, rows)
+            error = max(error, float(np.abs(exact - track[rows]).max()))
+            track = track.copy()
+            track[rows] = exact
+        refined.append(Scored(scored.labels, scored.duration_seconds, track, scored.padded_seconds))
+    return refined, error
+
+
+def _settled(config: DetectorConfig, scored: Sequence[Scored], thresholds: dict[str, float], word: str,
+             exact_above: float) -> bool:  # fmt: skip
+    """Whether the threshold search for `word` stopped on a score above `exact_above` (where every track holds
+    float32 scores): `threshold_for_fa_per_hour` walks down the distinct scores and stops at the first whose
+    FA/h exceeds the target, the largest score below the threshold it returns."""
+    k = list(config.wake_words).index(word)
+    values = np.concatenate([s.track[:, k] for s in scored if s.labels.get(word) == 0] or [np.zeros(0)])
+    below = values[values < thresholds[word]]
+    return below.size > 0 and float(below.max()) >= exact_above
 
 
 def calibration_record(

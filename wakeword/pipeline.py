@@ -20,18 +20,18 @@ from tqdm.auto import tqdm
 
 from wakeword.audio import seconds_to_samples
 from wakeword.calibration import (
+    calibrate_on_long_audio,
     calibration_longform,
     calibration_record,
     near_miss_record,
     negative_audio_pairs,
-    score_long,
     split_near_misses,
 )
 from wakeword.checkpoint import save_detector
 from wakeword.data.clips import Clip, DataSet, normalize_word
 from wakeword.data.dataset import is_real, split_by_group
 from wakeword.data.long_audio import score_long_clip
-from wakeword.evaluate import AFTER_SECONDS, Scored, WordReport, calibrate, score_items, word_report, write_det_plot
+from wakeword.evaluate import AFTER_SECONDS, Scored, WordReport, score_items, word_report, write_det_plot
 from wakeword.fitting import feature_cache_dir, fit_detector  # noqa: F401 (feature_cache_dir: re-exported)
 from wakeword.models import get_family
 from wakeword.models.base import Detector, DetectorConfig
@@ -312,8 +312,9 @@ def _calibrate(
     val_scored = score_pairs(model, val_pairs, "scoring validation")
     val, near = split_near_misses(val_pairs, val_scored)
     longform = calibration_longform(recipe)
-    calibration_set = val + score_long(model, [*long_calibration, *longform])
-    thresholds = calibrate(config, calibration_set, target, recipe.evaluate.refractory_seconds)
+    refractory = recipe.evaluate.refractory_seconds
+    thresholds, long = calibrate_on_long_audio(model, val, [*long_calibration, *longform], target, refractory)
+    calibration_set = val + long
     sources = (f"validation clips but {len(near)} synthetic near miss(es), {len(long_calibration)} segment(s) of "
                f"negative audio, {len(longform)} segment(s) of synthetic long-form speech")  # fmt: skip
     calibration = calibration_record(config, calibration_set, thresholds, recipe, sources)

@@ -39,7 +39,8 @@ from wakeword.models.base import Detector
 SEGMENT_SECONDS = 30.0  # one clip of long audio: long enough for many windows, short enough to shuffle
 CALIBRATION_EVERY = 4  # every 4th segment (25%) calibrates and never trains
 COMPLETE_MARKER = ".complete"  # written last into a cached data set's folder: the build finished
-LONGFORM_VERSION = 1  # bump when the synthetic long-form recipe changes: its cache key includes this
+LONGFORM_VERSION = 2  # bump when the synthetic long-form recipe changes: its cache key includes this
+SENTENCES_PER_DRAW = 12  # sentences rendered for a segment at a time: ~40 s of speech, one draw fills most
 SENTENCE_GAP_SECONDS = (0.2, 1.5)  # pauses between synthetic sentences
 LONGFORM_SNR_DB = (5.0, 30.0)  # speech over background noise in the synthetic long form
 SCORE_BATCH = 64  # windows per encoder / head call while scoring long audio
@@ -126,32 +127,64 @@ def build_synthetic_longform(minutes: float, seed: int = 0, noise_dirs: Sequence
 
 
 def _synthesise_longform(dataset: DataSet, minutes: float, seed: int, noise_dirs: Sequence[str]) -> None:
+    """Every segment draws its sentences, voices and pauses from its own generator and its noise, SNR and
+    channel from another, and the speech is rendered by wakeword.data.render (seeded per chunk, on both
+    cores): the corpus depends on `seed` alone, not on the order of work or on what espeak-ng said before."""
     from wakeword.data.lexicon import load_lexicon
-    from wakeword.data.synth import SynthSettings, draw_voice_settings
+    from wakeword.data.render import Renderer
     from wakeword.data.tts import EspeakBackend
 
-    rng = np.random.default_rng([seed, 0x10F0])
     n_segments = max(1, int(np.ceil(minutes * 60 / SEGMENT_SECONDS)))
+    speech_rngs = [np.random.default_rng([seed, 0x10F0, i]) for i in range(n_segments)]
     backend, lexicon = EspeakBackend(), load_lexicon()
+    sentences: list[list[tuple[np.ndarray, str]]] = [[] for _ in range(n_segments)]
+    renderer, todo, round_ = Renderer(backend), list(range(n_segments)), 0
+    progress = tqdm(total=n_segments, desc="synthesising long-form negatives", leave=False)
+    try:
+        while todo:  # a segment short of SEGMENT_SECONDS draws SENTENCES_PER_DRAW more (rarely needed)
+            jobs, owners = _sentence_jobs(todo, speech_rngs, backend, lexicon)
+            for audio, (i, gap, text) in zip(renderer.render(jobs, seed, 0x10F0 + round_), owners, strict=True):
+                sentences[i].append((np.concatenate([np.zeros(gap, np.float32), audio]), text))
+            full = [i for i in todo if sum(len(a) for a, _ in sentences[i]) >= seconds_to_samples(SEGMENT_SECONDS)]
+            progress.update(len(full))
+            todo, round_ = [i for i in todo if i not in full], round_ + 1
+    finally:
+        renderer.close()
+        progress.close()
     noise = build_noise_bank(AugmentSettings(noise_dirs=tuple(noise_dirs)))
-    step = seconds_to_samples(SEGMENT_SECONDS)
-    for index in tqdm(range(n_segments), desc="synthesising long-form negatives", leave=False):
-        pieces, texts, length = [], [], 0
-        while length < step:
-            text = lexicon.generic_texts(1, None, seed=int(rng.integers(2**31)))[0]
-            voice = draw_voice_settings(backend.voices(), 1, rng, SynthSettings())[0]
-            speech = backend.synthesize(text, voice)
-            gap = np.zeros(seconds_to_samples(rng.uniform(*SENTENCE_GAP_SECONDS)), np.float32)
-            pieces += [gap, speech]
-            texts.append(text)
-            length += len(gap) + len(speech)
-        audio = np.concatenate(pieces)[:step]
-        background, kind = noise.sample(len(audio), rng)
-        audio = mix_at_snr(audio, background, float(rng.uniform(*LONGFORM_SNR_DB)))
-        audio = recording_channel(audio, rng, {})
-        meta = {"noise": kind, "part": "calibration"}
-        dataset.add_clips([dataset.make_clip(audio, {}, "synth", text=" | ".join(texts), meta=meta,
-                                             clip_id=f"long{index:05d}")])  # fmt: skip
+    dataset.add_clips([_longform_clip(dataset, i, sentences[i], noise, seed) for i in range(n_segments)])
+
+
+def _sentence_jobs(todo: Sequence[int], rngs: Sequence[np.random.Generator], backend, lexicon) -> tuple[list, list]:
+    """SENTENCES_PER_DRAW (text, voice) render jobs per segment in `todo`, and (segment, pause samples, text)
+    for each."""
+    from wakeword.data.synth import SynthSettings, draw_voice_settings
+
+    jobs, owners = [], []
+    for i in todo:
+        for _ in range(SENTENCES_PER_DRAW):
+            text = lexicon.generic_texts(1, None, seed=int(rngs[i].integers(2**31)))[0]
+            voice = draw_voice_settings(backend.voices(), 1, rngs[i], SynthSettings())[0]
+            jobs.append((text, voice))
+            owners.append((i, seconds_to_samples(rngs[i].uniform(*SENTENCE_GAP_SECONDS)), text))
+    return jobs, owners
+
+
+def _longform_clip(dataset: DataSet, index: int, sentences: list[tuple[np.ndarray, str]], noise, seed: int) -> Clip:
+    """One segment: its pauses and sentences cut to SEGMENT_SECONDS (the sentences it holds any of listed),
+    mixed with background noise and passed through a random recording channel."""
+    step, texts, length = seconds_to_samples(SEGMENT_SECONDS), [], 0
+    for audio, text in sentences:
+        if length >= step:
+            break
+        texts.append(text)
+        length += len(audio)
+    audio = np.concatenate([a for a, _ in sentences[: len(texts)]])[:step]
+    rng = np.random.default_rng([seed, 0x10F0, index, 1])
+    background, kind = noise.sample(len(audio), rng)
+    audio = recording_channel(mix_at_snr(audio, background, float(rng.uniform(*LONGFORM_SNR_DB))), rng, {})
+    meta = {"noise": kind, "part": "calibration"}
+    return dataset.make_clip(audio, {}, "synth", text=" | ".join(texts), meta=meta, clip_id=f"long{index:05d}")
 
 
 def says_any(clip: Clip, words: Sequence[str]) -> bool:
@@ -180,14 +213,16 @@ def _encoder_identity(model: Detector) -> dict:
     return encoder
 
 
-def cached_frames(model: Detector, path: Path, padding: tuple[int, int] = (0, 0)) -> np.ndarray:
+def cached_frames(model: Detector, path: Path, padding: tuple[int, int] = (0, 0), int8: bool = False) -> np.ndarray:
     """Frozen-encoder frames of every streaming window of a file: (n_hops, n_frames, dim) float16, from
     the disk cache when present (a memory map), else encoded now and cached.
 
-    padding: zero samples added (before, after) the file's audio before streaming it (clip scoring pads)."""
+    padding: zero samples added (before, after) the file's audio before streaming it (clip scoring pads).
+    int8: frames of the encoder's int8 graph (see `int8_encoder`; cached apart from the float32 frames)."""
     config = model.config
     content = hashlib.sha256(path.read_bytes()).hexdigest()  # by content: a moved or copied file stays cached
-    key = _key([_encoder_identity(model), content, config.window_seconds, config.hop_seconds, list(padding)])
+    parts = [_encoder_identity(model), content, config.window_seconds, config.hop_seconds, list(padding)]
+    key = _key([*parts, "int8"] if int8 else parts)
     cache = _cache_root() / "frames" / f"{key}.npy"
     if cache.is_file():
         try:
@@ -196,7 +231,8 @@ def cached_frames(model: Detector, path: Path, padding: tuple[int, int] = (0, 0)
         except (OSError, ValueError):  # a damaged cache file is only a cache miss
             cache.unlink(missing_ok=True)
     audio = np.pad(load_audio(path), padding)
-    out = encode_windows(model, stream_windows(audio, config.window_samples, config.hop_samples))
+    encode = int8_encoder(model) if int8 else model.encode
+    out = encode_windows(model, stream_windows(audio, config.window_samples, config.hop_samples), encode)
     cache.parent.mkdir(parents=True, exist_ok=True)
     staging = cache.with_name(f".{cache.stem}.{os.getpid()}.tmp.npy")
     np.save(staging, out)
@@ -205,17 +241,34 @@ def cached_frames(model: Detector, path: Path, padding: tuple[int, int] = (0, 0)
     return out
 
 
-def encode_windows(model: Detector, windows: np.ndarray) -> np.ndarray:
-    """Frozen-encoder frames (n, n_frames, dim) float16 of windows (n, window_samples), SCORE_BATCH per call.
+def int8_encoder(model: Detector) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """audio (batch, window_samples) -> frames through the frozen encoder's int8 graph
+    (wakeword.encoders.onnx_frames.int8_frames), or None where there is none (any other encoder, or no
+    onnxruntime). Its frames are close to the float32 ones, not equal: for first passes only."""
+    from wakeword.encoders.onnx_frames import int8_frames
+
+    encoder = getattr(model, "encoder", None)
+    if not getattr(model, "encoder_frozen", False) or not hasattr(encoder, "_top_modules"):  # whisper only
+        return None
+    runner = int8_frames(encoder, model.config.window_samples)
+    return None if runner is None else (lambda audio: torch.from_numpy(runner(audio.numpy())))
+
+
+def encode_windows(
+    model: Detector, windows: np.ndarray, encode: Callable[[torch.Tensor], torch.Tensor] | None = None
+) -> np.ndarray:
+    """Frozen-encoder frames (n, n_frames, dim) float16 of windows (n, window_samples), SCORE_BATCH per call
+    (`encode` replaces model.encode, e.g. with `int8_encoder`).
 
     Windows of pure digital silence (a clip's left padding: a window and more of it) are encoded once: a
     window's frames do not depend on the other windows of its batch (beyond float rounding)."""
+    encode = encode or model.encode
     sounding = np.flatnonzero(np.any(windows != 0, axis=1))
-    frames = [model.encode(torch.from_numpy(np.array(windows[sounding[i : i + SCORE_BATCH]]))).half().numpy()
+    frames = [encode(torch.from_numpy(np.array(windows[sounding[i : i + SCORE_BATCH]]))).half().numpy()
               for i in range(0, len(sounding), SCORE_BATCH)]  # fmt: skip
     if len(sounding) == len(windows):
         return np.concatenate(frames)
-    silence = model.encode(torch.zeros(1, windows.shape[1])).half().numpy()
+    silence = encode(torch.zeros(1, windows.shape[1])).half().numpy()
     out = np.empty((len(windows), *silence.shape[1:]), np.float16)
     out[:] = silence
     if frames:
@@ -233,21 +286,34 @@ def _trim_cache(folder: Path) -> None:
 
 
 @torch.no_grad()
-def score_long_clip(model: Detector, path: Path, padding: tuple[int, int] = (0, 0)) -> np.ndarray:
+def score_long_clip(model: Detector, path: Path, padding: tuple[int, int] = (0, 0), int8: bool = False) -> np.ndarray:
     """Logits (n_hops, n_words) of every streaming hop of one file (see stream_windows), after adding
     `padding` zero samples (before, after).
 
     A frozen encoder's frames come from the disk cache (equal to streaming up to float16 rounding of the
-    frames); any other model streams the audio through `score_array`."""
+    frames); any other model streams the audio through `score_array`. int8: from the encoder's int8 frames
+    (approximate; the caller checks with `score_hops` where it matters)."""
     model.eval()
     if getattr(model, "encoder_frozen", False) and hasattr(model, "forward_features"):
-        frames = cached_frames(model, path, padding)
-        out = [model.forward_features(torch.from_numpy(np.asarray(frames[i : i + SCORE_BATCH], np.float32)))
-               for i in range(0, len(frames), SCORE_BATCH)]  # fmt: skip
-        return torch.cat(out).double().numpy()
+        return _head_logits(model, cached_frames(model, path, padding, int8=int8))
     from wakeword.stream import score_array
 
     return score_array(model, np.pad(load_audio(path), padding))[1].astype(np.float64)
+
+
+def _head_logits(model: Detector, frames: np.ndarray) -> np.ndarray:
+    out = [model.forward_features(torch.from_numpy(np.asarray(frames[i : i + SCORE_BATCH], np.float32)))
+           for i in range(0, len(frames), SCORE_BATCH)]  # fmt: skip
+    return torch.cat(out).double().numpy() if out else np.zeros((0, len(model.config.wake_words)))
+
+
+@torch.no_grad()
+def score_hops(model: Detector, path: Path, hops: np.ndarray) -> np.ndarray:
+    """Logits (len(hops), n_words) of the given streaming hops (0-based rows of score_long_clip's track) of a
+    file, encoded now in float32: the same values as those rows of score_long_clip (float16 frames)."""
+    config = model.config
+    windows = stream_windows(load_audio(path), config.window_samples, config.hop_samples)
+    return _head_logits(model.eval(), encode_windows(model, np.asarray(windows[hops])))
 
 
 def mine_windows(
