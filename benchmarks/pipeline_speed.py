@@ -40,6 +40,7 @@ STAGES = (
     "encoding",
     "fitting",
     "long-form synthesis",
+    "long-form scoring",
     "calibration",
     "test",
 )
@@ -129,6 +130,10 @@ def _instrument(stages: _Stages) -> None:
         pass
     else:
         calibration.build_synthetic_longform = stages.wrap("long-form synthesis", calibration.build_synthetic_longform)
+        # scoring the long audio (encoding it, the first time): pipeline.score_long before the int8 first pass
+        for module, name in ((calibration, "score_long"), (calibration, "score_hops"), (pipeline, "score_long")):
+            if hasattr(module, name):
+                setattr(module, name, stages.wrap("long-form scoring", getattr(module, name)))
     pipeline.score_pairs = stages.wrap(
         lambda model, pairs, desc: "calibration" if "validation" in desc else "test", pipeline.score_pairs
     )
