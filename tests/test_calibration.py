@@ -107,3 +107,23 @@ def test_inconclusive_int8_pass_is_redone_in_float32(tts, tiny_whisper_dir, tmp_
     exact = calibration.score_long(model, pairs)
     assert thresholds == calibrate(model.config, exact, 0.0, 1.0)
     assert all(np.array_equal(a.track, b.track) for a, b in zip(long, exact, strict=True))
+
+
+def test_refined_hops_are_encoded_once(tts, tiny_whisper_dir, tmp_path, monkeypatch):
+    """A second calibration on the same long audio (a retrained head) finds the float32 frames of the hops it
+    re-scores in the hops cache: nothing is encoded again, and the scores are the same."""
+    from wakeword import calibration
+    from wakeword.data import long_audio
+
+    model, pairs = _long_audio_model(tts, tiny_whisper_dir, tmp_path, monkeypatch)
+    values = np.concatenate([s.track[:, 0] for s in calibration.score_long(model, pairs, int8=True)])
+    monkeypatch.setattr(calibration, "REFINE_MARGIN_LOGITS", float(np.ptp(values)) / 3)
+    monkeypatch.setattr(calibration, "INT8_ERROR_ALLOWANCE", 0.0)
+    first = calibration.calibrate_on_long_audio(model, [], pairs, 0.0, 1.0)
+    assert list((tmp_path / "cache" / "frames").glob("*.hops.npz"))
+    encoded = []
+    real_encode = long_audio.encode_windows
+    monkeypatch.setattr(long_audio, "encode_windows", lambda *a, **k: encoded.append(1) or real_encode(*a, **k))
+    again = calibration.calibrate_on_long_audio(model, [], pairs, 0.0, 1.0)
+    assert encoded == [] and again[0] == first[0]
+    assert all(np.array_equal(a.track, b.track) for a, b in zip(first[1], again[1], strict=True))

@@ -208,6 +208,12 @@ class Lexicon:
         return [w for n in range(min_phones, len(phones)) for w in by_pronunciation.get(phones[:n], [])]
 
     @functools.cached_property
+    def _rare_words(self) -> tuple[str, ...]:
+        """generic_texts' vocabulary beyond COMMON_WORDS. Built once: the long form draws ~700 texts one at a
+        time, and building it per call (with rng.choice copying it) took 60 ms a text, most of its synthesis."""
+        return tuple(w for w in self._table[0] if 3 <= len(w) <= 10)
+
+    @functools.cached_property
     def _by_pronunciation(self) -> dict[Phones, list[str]]:
         table: dict[Phones, list[str]] = {}
         for word, prons in self.entries.items():
@@ -249,15 +255,18 @@ class Lexicon:
 
     def generic_texts(self, n_texts: int, wake_word: str | None = None, seed: int = 0) -> list[str]:
         """Random single words (a third) and 3-9 word sentences from common words, none saying `wake_word`."""
-        rng = np.random.default_rng(seed)
-        rare = [w for w in self._table[0] if 3 <= len(w) <= 10]
+        rng, rare = np.random.default_rng(seed), self._rare_words
+
+        def pick(words: Sequence[str]) -> str:  # rng.choice(words) without its copy of the list: the same draw
+            return words[int(rng.integers(0, len(words)))]
+
         texts: list[str] = []
         while len(texts) < n_texts:
             if rng.random() < 1 / 3:
-                text = str(rng.choice(rare))
+                text = pick(rare)
             else:
                 n_words = int(rng.integers(3, 10))
-                text = " ".join(str(rng.choice(COMMON_WORDS if rng.random() < 0.9 else rare)) for _ in range(n_words))
+                text = " ".join(pick(COMMON_WORDS if rng.random() < 0.9 else rare) for _ in range(n_words))
             if wake_word is None or not self.says(text, wake_word):
                 texts.append(text)
         return texts

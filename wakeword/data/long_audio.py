@@ -220,10 +220,7 @@ def cached_frames(model: Detector, path: Path, padding: tuple[int, int] = (0, 0)
     padding: zero samples added (before, after) the file's audio before streaming it (clip scoring pads).
     int8: frames of the encoder's int8 graph (see `int8_encoder`; cached apart from the float32 frames)."""
     config = model.config
-    content = hashlib.sha256(path.read_bytes()).hexdigest()  # by content: a moved or copied file stays cached
-    parts = [_encoder_identity(model), content, config.window_seconds, config.hop_seconds, list(padding)]
-    key = _key([*parts, "int8"] if int8 else parts)
-    cache = _cache_root() / "frames" / f"{key}.npy"
+    cache = _frames_cache(model, path, padding, int8)
     if cache.is_file():
         try:
             os.utime(cache)
@@ -239,6 +236,13 @@ def cached_frames(model: Detector, path: Path, padding: tuple[int, int] = (0, 0)
     os.replace(staging, cache)
     _trim_cache(cache.parent)
     return out
+
+
+def _frames_cache(model: Detector, path: Path, padding: tuple[int, int] = (0, 0), int8: bool = False) -> Path:
+    config = model.config
+    content = hashlib.sha256(path.read_bytes()).hexdigest()  # by content: a moved or copied file stays cached
+    parts = [_encoder_identity(model), content, config.window_seconds, config.hop_seconds, list(padding)]
+    return _cache_root() / "frames" / f"{_key([*parts, 'int8'] if int8 else parts)}.npy"
 
 
 def int8_encoder(model: Detector) -> Callable[[torch.Tensor], torch.Tensor] | None:
@@ -277,7 +281,7 @@ def encode_windows(
 
 
 def _trim_cache(folder: Path) -> None:
-    files = sorted(folder.glob("*.npy"), key=lambda f: f.stat().st_mtime, reverse=True)
+    files = sorted(folder.glob("*.np[yz]"), key=lambda f: f.stat().st_mtime, reverse=True)
     total = 0
     for file in files:
         total += file.stat().st_size
@@ -310,10 +314,44 @@ def _head_logits(model: Detector, frames: np.ndarray) -> np.ndarray:
 @torch.no_grad()
 def score_hops(model: Detector, path: Path, hops: np.ndarray) -> np.ndarray:
     """Logits (len(hops), n_words) of the given streaming hops (0-based rows of score_long_clip's track) of a
-    file, encoded now in float32: the same values as those rows of score_long_clip (float16 frames)."""
-    config = model.config
-    windows = stream_windows(load_audio(path), config.window_samples, config.hop_samples)
-    return _head_logits(model.eval(), encode_windows(model, np.asarray(windows[hops])))
+    file, from float32 frames: the same values as those rows of score_long_clip (float16 frames)."""
+    return _head_logits(model.eval(), exact_frames(model, path, np.asarray(hops)))
+
+
+def exact_frames(model: Detector, path: Path, hops: np.ndarray) -> np.ndarray:
+    """float16 frames (len(hops), n_frames, dim) of some streaming hops of a file, encoded in float32: from the
+    file's whole frame cache if there is one, else from a cache of the hops encoded so far (`.hops.npz`), so
+    that calibrating a retrained head on the same long audio encodes only hops it has not encoded before."""
+    whole = _frames_cache(model, path)
+    if whole.is_file():
+        return np.asarray(cached_frames(model, path)[hops])
+    part = whole.with_suffix(".hops.npz")
+    known, frames = _load_hops(part)
+    missing = np.setdiff1d(hops, known)
+    if missing.size:
+        config = model.config
+        windows = stream_windows(load_audio(path), config.window_samples, config.hop_samples)
+        new = encode_windows(model, np.asarray(windows[missing]))
+        known, frames = np.concatenate([known, missing]), (np.concatenate([frames, new]) if len(frames) else new)
+        order = np.argsort(known)
+        known, frames = known[order], frames[order]
+        staging = part.with_name(f".{part.stem}.{os.getpid()}.tmp.npz")
+        part.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(staging, hops=known, frames=frames)
+        os.replace(staging, part)
+        _trim_cache(part.parent)
+    return frames[np.searchsorted(known, hops)]
+
+
+def _load_hops(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(hops, frames) of a `.hops.npz` cache, or empty arrays (a damaged file is only a cache miss)."""
+    try:
+        with np.load(path) as data:
+            os.utime(path)
+            return data["hops"], data["frames"]
+    except (OSError, ValueError, KeyError):
+        path.unlink(missing_ok=True)
+        return np.zeros(0, np.int64), np.zeros(0, np.float16)
 
 
 def mine_windows(
