@@ -323,8 +323,10 @@ def exact_frames(model: Detector, path: Path, hops: np.ndarray) -> np.ndarray:
     file's whole frame cache if there is one, else from a cache of the hops encoded so far (`.hops.npz`), so
     that calibrating a retrained head on the same long audio encodes only hops it has not encoded before."""
     whole = _frames_cache(model, path)
-    if whole.is_file():
-        return np.asarray(cached_frames(model, path)[hops])
+    try:
+        return np.asarray(np.load(whole, mmap_mode="r")[hops])
+    except (OSError, ValueError):  # no whole cache (or a damaged one): the hops cache
+        pass
     part = whole.with_suffix(".hops.npz")
     known, frames = _load_hops(part)
     missing = np.setdiff1d(hops, known)
