@@ -8,7 +8,7 @@ sessions, real noise at 10 dB, padded as evaluated) and of the first `--speech-m
 test-half stream. Two gates, each the stage-1 logit that passes 99.5% of its units, lowered by the slack (1.0):
 - hop rule (what `wakeword.distill.calibrate_gate` does): every hop where stage 2 reaches its threshold;
 - activation rule: each run of consecutive firing hops counts once, by its highest stage-1 logit.
-Reported: both gates and the share of speech hops each would send to stage 2.
+Reported: both gates, the model's own, and the share of speech hops each would send to stage 2.
 Results: benchmarks/results/cascade_gate.json.
 """
 
@@ -69,7 +69,8 @@ def main() -> None:
         peaks += activation_peaks(first, second >= threshold)
     hop_first = np.concatenate(hops)
     gates = {"hop": gate_for(hop_first, np.ones(len(hop_first), bool), RECALL, SLACK),
-             "activation": gate_for(np.array(peaks), np.ones(len(peaks), bool), RECALL, SLACK)}  # fmt: skip
+             "activation": gate_for(np.array(peaks), np.ones(len(peaks), bool), RECALL, SLACK),
+             "model's own (calibrated in training)": float(cascade.gate_logits[0])}  # fmt: skip
     speech = data.stream_audio(protocol)[: int(args.speech_minutes * 60 * data.SAMPLE_RATE)]
     first, second = stage_logits(cascade, speech)
     result = {"model": args.model, "stage2_threshold": threshold, "positives": args.positives,
