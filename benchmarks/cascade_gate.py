@@ -70,7 +70,7 @@ def main() -> None:
     hop_first = np.concatenate(hops)
     gates = {"hop": gate_for(hop_first, np.ones(len(hop_first), bool), RECALL, SLACK),
              "activation": gate_for(np.array(peaks), np.ones(len(peaks), bool), RECALL, SLACK),
-             "model's own (calibrated in training)": float(cascade.gate_logits[0])}  # fmt: skip
+             "model's own (calibrated in training)": float(cascade.gate_logits()[0])}  # fmt: skip
     speech = data.stream_audio(protocol)[: int(args.speech_minutes * 60 * data.SAMPLE_RATE)]
     first, second = stage_logits(cascade, speech)
     result = {"model": args.model, "stage2_threshold": threshold, "positives": args.positives,
