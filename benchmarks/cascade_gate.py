@@ -9,7 +9,7 @@ test-half stream. Two gates, each the stage-1 logit that passes 99.5% of its uni
 - hop rule (what `wakeword.distill.calibrate_gate` does): every hop where stage 2 reaches its threshold;
 - activation rule: each run of consecutive firing hops counts once, by its highest stage-1 logit.
 Reported: both gates, the model's own, and the share of speech hops each would send to stage 2.
-Results: benchmarks/results/cascade_gate.json.
+Results: benchmarks/results/cascade_gate<--tag>.json.
 """
 
 from __future__ import annotations
@@ -56,6 +56,7 @@ def main() -> None:
     parser.add_argument("--model", default=str(data.CACHE / "cascade" / "model"))
     parser.add_argument("--positives", type=int, default=80)
     parser.add_argument("--speech-minutes", type=float, default=3.0)
+    parser.add_argument("--tag", default="", help="results file benchmarks/results/cascade_gate<tag>.json")
     args = parser.parse_args()
     torch.set_num_threads(2)
     cascade = load_detector(args.model).eval()
@@ -78,7 +79,7 @@ def main() -> None:
               "gates": gates, "speech_minutes": args.speech_minutes,
               "speech_call_rate": {k: float((first >= g).mean()) for k, g in gates.items()},
               "speech_stage2_firing_hops": int((second >= threshold).sum())}  # fmt: skip
-    RESULTS.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    RESULTS.with_name(f"cascade_gate{args.tag}.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     print(json.dumps(result, indent=1))
 
 
