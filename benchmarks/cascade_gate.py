@@ -8,7 +8,8 @@ sessions, real noise at 10 dB, padded as evaluated) and of the first `--speech-m
 test-half stream. Two gates, each the stage-1 logit that passes 99.5% of its units, lowered by the slack (1.0):
 - hop rule (what `wakeword.distill.calibrate_gate` does): every hop where stage 2 reaches its threshold;
 - activation rule: each run of consecutive firing hops counts once, by its highest stage-1 logit.
-Reported: both gates, the model's own, and the share of speech hops each would send to stage 2.
+Reported: both gates, the model's own, the share of speech hops each would send to stage 2, and the share of
+the positives' firing hops and activations each lets through.
 Results: benchmarks/results/cascade_gate<--tag>.json.
 """
 
@@ -78,7 +79,10 @@ def main() -> None:
               "firing_hops": len(hop_first), "activations": len(peaks), "recall": RECALL, "slack": SLACK,
               "gates": gates, "speech_minutes": args.speech_minutes,
               "speech_call_rate": {k: float((first >= g).mean()) for k, g in gates.items()},
-              "speech_stage2_firing_hops": int((second >= threshold).sum())}  # fmt: skip
+              "speech_stage2_firing_hops": int((second >= threshold).sum()),
+              "positives_recall": {k: {"firing_hops": float((hop_first >= g).mean()),
+                                       "activations": float((np.array(peaks) >= g).mean())}
+                                   for k, g in gates.items()}}  # fmt: skip
     RESULTS.with_name(f"cascade_gate{args.tag}.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     print(json.dumps(result, indent=1))
 
