@@ -147,11 +147,22 @@ def int8_frames(module: nn.Module, n_samples: int) -> OnnxFrames | None:
     (wakeword.calibration); None when the float32 runner is unavailable."""
     if onnx_frames(module, n_samples) is None:
         return None
-    key = f"{weights_key(module, n_samples)}-int8"
     cached = _RUNNERS.setdefault(module, {})
-    runner = cached.get(key)
+    runner = cached.get(("int8", n_samples))  # before hashing the weights: this runs once per scored file
     if runner is not None and runner.threads == torch.get_num_threads():
         return runner
+    key = weights_key(module, n_samples)
+    path = _graph_path(f"{key}-int8")
+    try:
+        if not path.is_file():
+            from wakeword.export import quantize_int8
+
+            quantize_int8(_graph_path(key), path)
+        runner = cached[("int8", n_samples)] = OnnxFrames(path, torch.get_num_threads())
+    except Exception as error:  # the float32 path still works
+        warnings.warn(f"frozen encoder: no int8 graph ({error}); first passes run in float32", stacklevel=2)
+        return None
+    return runner
     path = _graph_path(key)
     try:
         if not path.is_file():
