@@ -53,7 +53,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(2)
     cascade = load_detector(args.model).eval()
-    protocol = data.Protocol(n_digits=80, max_other_keyword_clips=80, max_sentence_clips=40)
+    protocol = data.REPORTED_PROTOCOL
     preparer = data.ClipPreparer(protocol, data.Timing.of(cascade.stage2))
     negatives = data.negative_clips(WORD, protocol)
     positives = clip_maxima(cascade, preparer, data.test_positives(data.keyword_clips()[WORD], protocol))

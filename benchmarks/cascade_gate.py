@@ -62,7 +62,7 @@ def main() -> None:
     torch.set_num_threads(2)
     cascade = load_detector(args.model).eval()
     threshold = cascade.config.threshold(cascade.config.wake_words[0])
-    protocol = data.Protocol(n_digits=80, max_other_keyword_clips=80, max_sentence_clips=40)
+    protocol = data.REPORTED_PROTOCOL
     preparer = data.ClipPreparer(protocol, data.Timing.of(cascade.stage2))
     hops, peaks = [], []
     for item in data.test_positives(data.keyword_clips()["jarvis"], protocol)[: args.positives]:

@@ -67,7 +67,7 @@ def main() -> None:
     parser.add_argument("--stage2", action="store_true", help="also a cascade's stage 2 alone")
     args = parser.parse_args()
     torch.set_num_threads(2)
-    protocol = data.Protocol(n_digits=80, max_other_keyword_clips=80, max_sentence_clips=40)
+    protocol = data.REPORTED_PROTOCOL
     items = data.test_positives(data.keyword_clips()[WORD], protocol)[: args.positives]
     results = {}
     for model_dir in args.models:
