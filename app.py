@@ -289,7 +289,9 @@ def models_tab(studio: Studio) -> tuple:
             det = gr.Image(label="DET curve", type="pil", interactive=False)
         config = gr.JSON(label="config.json", elem_id="models-config")
     with gr.Row(equal_height=True):
-        int8 = gr.Checkbox(label="int8 (smaller, faster; scores change slightly)", elem_id="models-int8")
+        int8 = gr.Checkbox(
+            label="int8 (faster; float32 re-scores near the threshold, so it decides the same)", elem_id="models-int8"
+        )
         export = gr.Button("Export for wakeword-runtime (ONNX)", elem_id="models-export")
         download = gr.File(label="Exported model (zip: ONNX graph(s) + runtime.json)", elem_id="models-download")
 

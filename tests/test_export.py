@@ -92,7 +92,7 @@ def test_runtime_json_describes_the_model(tmp_path):
 def test_int8_quantises_weights_but_not_the_front_end(tmp_path, tts, tiny_whisper_dir):
     model_dir, model = make_model(tmp_path, "transfer", {"name": str(tiny_whisper_dir), "trainable": "head"})
     export_detector(model_dir, tmp_path / "fp32")
-    report = export_detector(model_dir, tmp_path / "int8", int8=True)
+    report = export_detector(model_dir, tmp_path / "int8", int8=True, refine=False)
     import onnx
 
     ops = {node.op_type for node in onnx.load(str(tmp_path / "int8" / "model.onnx")).graph.node}
@@ -102,7 +102,9 @@ def test_int8_quantises_weights_but_not_the_front_end(tmp_path, tts, tiny_whispe
     windows = speech_windows(tts, model.config.window_samples)
     fp32, int8 = onnx_logits(tmp_path / "fp32", windows), onnx_logits(tmp_path / "int8", windows)
     assert 0 < np.abs(fp32 - int8).max() < 0.1 * max(1.0, np.abs(fp32).max())
-    assert json.loads((tmp_path / "int8" / "runtime.json").read_text())["quantization"] == "int8-dynamic"
+    meta = json.loads((tmp_path / "int8" / "runtime.json").read_text())
+    assert meta["quantization"] == "int8-dynamic" and "refine" not in meta and meta["format_version"] == 1
+    assert sorted(p.name for p in (tmp_path / "int8").iterdir()) == ["model.onnx", "runtime.json"]
     # activations are quantised per call: the runtime scores an int8 graph one window a call, so a window's
     # score does not depend on the windows scored with it (a file scores as live listening does)
     from wakeword.runtime import load_runtime
@@ -121,7 +123,7 @@ def test_export_replaces_an_export_but_refuses_other_folders(tmp_path):
     first = (tmp_path / "export" / "model.onnx").stat().st_mtime_ns
     export_detector(model_dir, tmp_path / "export", int8=True)
     assert (tmp_path / "export" / "model.onnx").stat().st_mtime_ns != first
-    assert sorted(p.name for p in (tmp_path / "export").iterdir()) == ["model.onnx", "runtime.json"]
+    assert sorted(p.name for p in (tmp_path / "export").iterdir()) == ["model.fp32.onnx", "model.onnx", "runtime.json"]
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "notes.txt").write_text("mine")
     with pytest.raises(ExportError, match="other"):
@@ -167,3 +169,44 @@ def test_export_traces_the_encoder_not_the_onnxruntime_frames(tmp_path, tts, tin
     export_detector(model_dir, tmp_path / "export")
     assert True not in calls  # never asked for onnxruntime frames while exporting
     assert np.abs(onnx_logits(tmp_path / "export", windows) - expected).max() <= 1e-3
+
+
+def test_int8_refined_decides_as_float32(tmp_path, tts, tiny_whisper_dir):
+    """int8 + refine: windows within the margin of a threshold get the float32 graph's logits, the others
+    keep int8's and stay below every threshold, so every decision is float32's wherever int8 moves a logit by
+    less than the margin; lower thresholds given to the streaming detector widen what is re-scored."""
+    from wakeword.runtime import RUNTIME_FILE, load_runtime, streaming_detector
+
+    encoder = {"name": str(tiny_whisper_dir), "trainable": "head"}
+    model_dir, model = make_model(tmp_path, "transfer", encoder, output_scale=300.0)  # logits spread ~1
+    report = export_detector(model_dir, tmp_path / "int8", int8=True)
+    assert report.float_files == ("model.fp32.onnx",)
+    meta = json.loads((tmp_path / "int8" / RUNTIME_FILE).read_text())
+    assert meta["format_version"] == 3 and meta["refine"]["graphs"] == {"model.onnx": "model.fp32.onnx"}
+    speech = speech_windows(tts, model.config.window_samples)
+    noise = 0.3 * np.random.default_rng(0).standard_normal(speech[:2].shape).astype(np.float32)
+    windows = np.concatenate([speech, np.zeros_like(speech[:2]), noise])
+    with torch.no_grad():
+        fp32 = model(torch.from_numpy(windows)).numpy()
+    session = load_runtime(tmp_path / "int8", threads=1).session  # the int8 graph with the runtime's options
+    int8 = np.concatenate([session.run(None, {"audio": w[None]})[0] for w in windows])  # a window a call, as runtime
+    error = np.abs(int8 - fp32).max()
+    # the margin is the tiny model's: 1.2 times its largest int8 change (a trained whisper-tiny's is 4 logits)
+    margin = 1.2 * float(error)
+    # word 0's threshold just under its top window; word 1's far above every window
+    thresholds = {WORDS[0]: float(fp32[:, 0].max()) - 0.05, WORDS[1]: float(fp32[:, 1].max()) + 100.0}
+    assert np.ptp(fp32[:, 0]) > margin + 0.2 and error > 1e-3  # some windows are far from it; int8 does move logits
+    meta |= {"thresholds": thresholds, "refine": {**meta["refine"], "margin_logits": margin}}
+    (tmp_path / "int8" / RUNTIME_FILE).write_text(json.dumps(meta))
+    runtime = load_runtime(tmp_path / "int8", threads=1)
+    got = runtime.logits(windows)
+    near = int8[:, 0] >= thresholds[WORDS[0]] - margin
+    assert 0 < near.sum() == runtime.refined_windows < len(windows)
+    np.testing.assert_allclose(got[near], fp32[near], atol=1e-4, rtol=0)
+    np.testing.assert_array_equal(got[~near], int8[~near])
+    for k, threshold in enumerate(thresholds.values()):
+        np.testing.assert_array_equal(got[:, k] >= threshold, fp32[:, k] >= threshold)
+    # a streaming detector run at lower thresholds re-scores near those too; the floor never rises
+    streaming_detector(runtime, {WORDS[0]: thresholds[WORDS[0]] - 2.0, WORDS[1]: thresholds[WORDS[1]] + 5.0})
+    expected_floor = np.array([thresholds[WORDS[0]] - 2.0, thresholds[WORDS[1]]]) - margin
+    np.testing.assert_allclose(runtime.refine_floor, expected_floor, rtol=0, atol=1e-4)

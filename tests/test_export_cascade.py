@@ -121,26 +121,37 @@ def test_cascade_runtime_events_equal_torch(cascade_dir, tmp_path, speech):
 def test_cascade_runtime_json_and_int8(cascade_dir, tmp_path, speech, capsys):
     model_dir, cascade = cascade_dir
     assert main(["export", str(model_dir), "--out", str(tmp_path / "int8"), "--int8"]) == 0
-    assert "stage1.onnx + stage2.onnx" in capsys.readouterr().out
+    assert "stage1.onnx + stage2.onnx, float32 stage2.fp32.onnx" in capsys.readouterr().out
     meta = json.loads((tmp_path / "int8" / "runtime.json").read_text())
-    assert meta["format_version"] == 2 and meta["family"] == "cascade" and meta["quantization"] == "int8-dynamic"
+    assert meta["format_version"] == 3 and meta["family"] == "cascade" and meta["quantization"] == "int8-dynamic"
+    assert meta["refine"]["graphs"] == {"stage2.onnx": "stage2.fp32.onnx"}  # stage 1 stays float32
     assert meta["cascade"]["gate_logits"] == cascade.gate.logits and meta["cascade"]["unseen_margin"] == 0.02
     assert meta["cascade"]["stage1"]["window_seconds"] == 1.0 and meta["cascade"]["stage2"]["file"] == "stage2.onnx"
     windows = np.array(score_windows(speech[1]))
+    cascade.stage2_windows = 0
     with torch.no_grad():
         expected = cascade(torch.from_numpy(windows)).numpy()
-    got = load_runtime(tmp_path / "int8", threads=1).logits(windows)
+    runtime = load_runtime(tmp_path / "int8", threads=1)
+    got = runtime.logits(windows)
+    # stage 1 is float32, so the gate opens where torch's does: stage 2 scores the same windows
+    assert 0 < runtime.stage2_windows == cascade.stage2_windows < len(windows)
+    assert runtime.refined_windows == runtime.stage2_windows  # refinement re-scores stage 2's windows only
     # int8 rounding moves a random tiny Whisper's logits by a larger share of their small range than a
-    # trained model's, and a window near a gate can switch sides; most windows stay close
+    # trained model's; the windows within the margin of a threshold are float32's (torch's) exactly
     assert np.isfinite(got).all() and np.median(np.abs(got - expected)) < 0.005  # ranges are 0.05 and 0.1
+    thresholds = np.array([cascade.config.threshold(w) for w in cascade.wake_words])
+    near = (got >= thresholds - meta["refine"]["margin_logits"]).any(axis=1)
+    assert near.all() and np.abs(got - expected).max() <= 1e-4  # tiny logits: every window is near
     import onnx
 
-    ops = {node.op_type for node in onnx.load(str(tmp_path / "int8" / "stage2.onnx")).graph.node}
-    assert "MatMulInteger" in ops
+    for name, int8 in (("stage1.onnx", False), ("stage2.onnx", True), ("stage2.fp32.onnx", False)):
+        ops = {node.op_type for node in onnx.load(str(tmp_path / "int8" / name)).graph.node}
+        assert ("MatMulInteger" in ops) == int8, name
     archive = zip_export(tmp_path / "int8", tmp_path / "int8.zip")
     import zipfile
 
-    assert sorted(zipfile.ZipFile(archive).namelist()) == ["int8/runtime.json", "int8/stage1.onnx", "int8/stage2.onnx"]
+    names = ["int8/runtime.json", "int8/stage1.onnx", "int8/stage2.fp32.onnx", "int8/stage2.onnx"]
+    assert sorted(zipfile.ZipFile(archive).namelist()) == names
 
 
 def test_cascade_gate_never_calibrated_runs_stage2_everywhere_and_bad_sections_are_clear(cascade_dir, tmp_path):

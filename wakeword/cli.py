@@ -156,8 +156,10 @@ def cmd_listen(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from wakeword.export import export_detector
 
-    report = export_detector(args.model, args.out, int8=args.int8)
+    report = export_detector(args.model, args.out, int8=args.int8, refine=not args.no_refine)
     kind, files = "int8" if report.int8 else "float32", " + ".join(report.files)
+    if report.float_files:
+        files += f", float32 {' + '.join(report.float_files)} to re-score windows near a threshold"
     print(
         f"wrote {report.out_dir} ({kind} {files}, {report.onnx_bytes / 1e6:.1f} MB; max logit difference "
         f"from torch {report.max_abs_logit_difference:.1e}); run it: wakeword-runtime detect {report.out_dir} AUDIO"
@@ -352,7 +354,13 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         help="folder to write model.onnx (a cascade: stage1.onnx, stage2.onnx) and runtime.json into",
     )
-    export.add_argument("--int8", action="store_true", help="dynamic int8 quantisation (smaller, faster)")
+    export.add_argument("--int8", action="store_true", help="dynamic int8 quantisation (faster)")
+    export.add_argument(
+        "--no-refine",
+        action="store_true",
+        help="with --int8: leave out the float32 graph that re-scores windows near a threshold (a smaller "
+        "folder, but int8 then decides alone and may move a detection)",
+    )
     export.set_defaults(func=cmd_export)
     train = sub.add_parser("train", help="train a detector from a YAML recipe")
     train.add_argument("recipe", help="recipe file, e.g. recipes/quickstart.yaml")

@@ -12,6 +12,10 @@ The exported folder holds:
   as matrix products for this (MatMulConv1d) and quantised too; other convolutions stay float32
   (onnxruntime's int8 convolution was slower), and so does the front end: a log of int8-rounded power
   would lose the quiet bins.
+- with `int8` (unless `refine=False`): `model.fp32.onnx` too, the same detector in float32, and a `refine`
+  section in runtime.json (format_version 3): the runtime re-scores in float32 each window whose int8 logit
+  comes within REFINE_MARGIN_LOGITS of a threshold, so it decides as the float32 graph does at the cost of
+  int8 plus those few windows (`wakeword.runtime` module docstring; measured: docs/export.md).
 - `runtime.json`: what the runtime needs besides the graph (words, window, hop, thresholds and their
   scale, calibration, the default refractory period) and the sha256 of the source model's files.
 
@@ -19,6 +23,8 @@ A two-stage detector (family `cascade`) exports as two graphs instead of `model.
 own, possibly shorter window in) and `stage2.onnx` (the whole window in), each made as above, and
 runtime.json gets format_version 2 and a `cascade` section (each stage's file, family and window, the gate
 logit per word, the unseen margin): `wakeword.runtime` applies the gate exactly as CascadeDetector does.
+With `int8` only stage 2 is quantised (and refined): stage 1 then opens the gate on exactly the windows it
+does in torch, and its small CNN ran no faster in int8 (e2e: 0.0041 float32, 0.0042 int8 of a core).
 
 The phoneme family cannot be exported: it decodes with PocketSphinx, a search in C over a phoneme
 lattice, not a tensor graph.
@@ -62,6 +68,17 @@ INT8_OPS = ["MatMul", "Gemm"]  # what --int8 quantises (see quantize_int8)
 # and their errors: benchmarks/int8_candidates.py, benchmarks/results/int8_*.json, docs/export.md
 INT8_KEEP_FLOAT: tuple[str, ...] = ()  # substrings of node names --int8 leaves float32
 INT8_PER_CHANNEL = True
+# 7-bit weights. x86 CPUs without VNNI (AVX2 only, like this project's 2-core AMD EPYC) multiply u8 x s8 with
+# vpmaddubsw, whose int16 pair sums saturate at full 8-bit range: on a tiny Whisper's speech windows int8
+# then moved logits by 0.60 on average (max 0.67 of a 4.4 range), 7-bit weights by 0.013 (max 0.044). The
+# exporter cannot know the CPU that will run the graph, so every export is safe on all of them; on a VNNI CPU
+# 7-bit weights cost accuracy (mean logit error 0.58 instead of 0.29, int8_candidates.json), which the
+# float32 refinement (REFINE_MARGIN_LOGITS) keeps away from the decisions
+INT8_REDUCE_RANGE = True
+# An int8 window within this many logits of a threshold is re-scored in float32 (see the module docstring).
+# The largest int8-minus-float32 logit change measured on real windows: REFINE_MARGIN_EVIDENCE
+REFINE_MARGIN_LOGITS = 4.0
+REFINE_MARGIN_EVIDENCE = "benchmarks/results/int8_real_world_refine.md"
 CHECK_TOLERANCE = 1e-3  # float32 graph vs torch, max abs logit difference accepted at export time
 NOT_EXPORTABLE = {
     "phoneme": "it decodes with PocketSphinx (a search in C over a phoneme lattice with a pronunciation "
@@ -79,7 +96,7 @@ class Int8Settings:
 
     keep: tuple[str, ...] = INT8_KEEP_FLOAT  # node-name substrings left float32
     per_channel: bool = INT8_PER_CHANNEL  # one scale per output column of each weight matrix
-    reduce_range: bool = False  # 7-bit weights (for CPUs without VNNI, where u8 x s8 products can saturate)
+    reduce_range: bool = INT8_REDUCE_RANGE  # 7-bit weights: no saturated u8 x s8 sums on CPUs without VNNI
 
 
 @dataclass(frozen=True)
@@ -92,6 +109,7 @@ class ExportReport:
     max_abs_logit_difference: float  # ONNX vs torch on the check windows (int8 differs more, by design)
     seconds: float
     files: tuple[str, ...] = (ONNX_FILE,)  # the graphs written (a cascade: stage1.onnx, stage2.onnx)
+    float_files: tuple[str, ...] = ()  # the float32 graphs written beside int8 ones for refinement
 
 
 def export_detector(
@@ -99,12 +117,15 @@ def export_detector(
     out_dir: str | os.PathLike,
     int8: bool = False,
     int8_settings: Int8Settings | None = None,
+    refine: bool = True,
 ) -> ExportReport:
     """Write `out_dir/model.onnx` and `out_dir/runtime.json` for the model in `model_dir`.
 
+    With `int8` and `refine`, the float32 graph of every int8 graph is written too (see the module
+    docstring); `refine=False` writes the int8 graph alone (smaller, and int8 decides by itself).
     The folder is written atomically (a temp folder, then a rename); an existing export there is
     replaced, any other existing non-empty folder is refused. Raises ExportError for a family that
-    cannot be exported or a graph whose float32 logits differ from torch's by more than 1e-3.
+    cannot be exported or a float32 graph whose logits differ from torch's by more than 1e-3.
     `int8_settings` (benchmarks) replaces the --int8 defaults; it implies int8.
     """
     int8 = int8 or int8_settings is not None
@@ -120,24 +141,57 @@ def export_detector(
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
     try:
-        differences = {}
+        differences, refined = {}, {}
         for name, module in graphs(detector).items():
-            graph = staging / name
-            export_graph(matmul_convolutions(module) if int8 else module, graph)
-            if int8:
-                quantize_int8(graph, graph, settings)
-            differences[name] = check_graph(module, graph, tolerance=None if int8 else CHECK_TOLERANCE)
-        difference = max(differences.values())
-        check = {"max_abs_logit_difference": difference} | ({"per_graph": differences} if len(differences) > 1 else {})
-        metadata = runtime_metadata(detector, model_dir, int8) | {"export_check": check}
+            if not (int8 and quantize_graph(detector, name)):
+                differences[name] = check_graph(module, export_graph(module, staging / name))
+                continue
+            export_graph(matmul_convolutions(module), staging / name)
+            quantize_int8(staging / name, staging / name, settings)
+            differences[name] = check_graph(module, staging / name, tolerance=None)  # int8 differs, by design
+            if refine:
+                refined[name] = float_name(name)
+                check_graph(module, export_graph(module, staging / refined[name]))
+        metadata = runtime_metadata(detector, model_dir, int8) | {"export_check": export_check(differences)}
         if int8:
             metadata["int8"] = asdict(settings)  # keep (node names left float32), per_channel, reduce_range
+        if refined:
+            metadata |= {"format_version": 3, "refine": refine_metadata(refined)}
         (staging / RUNTIME_FILE).write_text(json.dumps(metadata, indent=2), encoding="utf-8")
         _replace_folder(staging, out_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    size = sum((out_dir / name).stat().st_size for name in differences)
-    return ExportReport(out_dir, size, int8, difference, time.monotonic() - start, tuple(differences))
+    size = sum((out_dir / name).stat().st_size for name in (*differences, *refined.values()))
+    difference = max(differences.values())
+    return ExportReport(
+        out_dir, size, int8, difference, time.monotonic() - start, tuple(differences), tuple(refined.values())
+    )
+
+
+def quantize_graph(detector: Detector, name: str) -> bool:
+    """Whether --int8 quantises graph `name`: every graph but a cascade's stage 1 (module docstring)."""
+    return not (isinstance(detector, CascadeDetector) and name == STAGE_FILES["stage1"])
+
+
+def float_name(name: str) -> str:
+    """The float32 graph kept beside int8 graph `name` for refinement: model.onnx -> model.fp32.onnx."""
+    return f"{Path(name).stem}.fp32.onnx"
+
+
+def export_check(differences: dict[str, float]) -> dict[str, Any]:
+    """runtime.json's `export_check`: the largest |graph - torch| logit on the check windows (and per graph)."""
+    check: dict[str, Any] = {"max_abs_logit_difference": max(differences.values())}
+    return check | ({"per_graph": differences} if len(differences) > 1 else {})
+
+
+def refine_metadata(refined: dict[str, str]) -> dict[str, Any]:
+    """runtime.json's `refine` section (wakeword.runtime.Refinement reads it)."""
+    return {
+        "graphs": refined,
+        "margin_logits": REFINE_MARGIN_LOGITS,
+        "rule": "every window is scored by the int8 graph; a window where some word's int8 logit >= its threshold "
+        "- margin_logits is scored again by the float32 graph, whose logits replace the int8 ones",
+    }
 
 
 def graphs(detector: Detector) -> dict[str, Detector]:
@@ -165,9 +219,12 @@ def zip_export(folder: str | os.PathLike, zip_path: str | os.PathLike) -> Path:
 
 
 def exported_graphs(folder: Path) -> tuple[str, ...]:
-    """The ONNX files an exported folder's runtime.json names (model.onnx, or a cascade's two stages)."""
-    cascade = read_runtime_config(folder).cascade
-    return (ONNX_FILE,) if cascade is None else (cascade.stage1_file, cascade.stage2_file)
+    """The ONNX files an exported folder's runtime.json names (model.onnx, or a cascade's two stages, and the
+    float32 graphs of refined int8 ones)."""
+    config = read_runtime_config(folder)
+    cascade, refine = config.cascade, config.refine
+    graphs = (ONNX_FILE,) if cascade is None else (cascade.stage1_file, cascade.stage2_file)
+    return graphs + (tuple(refine.graphs[g] for g in graphs if g in refine.graphs) if refine else ())
 
 
 def _check_target(out_dir: Path) -> None:
@@ -349,7 +406,7 @@ def runtime_metadata(detector: Detector, model_dir: Path, int8: bool) -> dict[st
     """The contents of runtime.json (see the module docstring)."""
     config: DetectorConfig = detector.config
     meta = {
-        "format_version": 1,  # 2 only for a cascade (wakeword.runtime.RUNTIME_FORMAT_VERSION says why)
+        "format_version": 1,  # 2 for a cascade, 3 with refine (wakeword.runtime.RUNTIME_FORMAT_VERSION says why)
         "words": list(config.wake_words),
         "family": config.family,
         "encoder": config.encoder,

@@ -17,6 +17,17 @@ A two-stage detector (family `cascade`) exports as two graphs, `stage1.onnx` and
 `stage1_window_seconds`), stage 2 scores only the windows where some word's stage-1 logit reaches its gate,
 and a window stage 2 did not score gets min(stage-1 logit, threshold - unseen_margin) for every word.
 
+An int8 export keeps the float32 graph beside the int8 one and names both in a `refine` section of
+runtime.json (format_version 3): every window is scored by the int8 graph, and each window where some word's
+int8 logit reaches its threshold minus `margin_logits` is scored again by the float32 graph, whose logits
+replace the int8 ones. Where int8 moves a logit by less than the margin, every decision (a window above or
+below a threshold) and every reported score is then the float32 graph's: a window at or above a threshold in
+float32 is within the margin in int8, so it is re-scored; a window left at its int8 logit stays below every
+threshold minus the margin in int8, so below every threshold in float32 too. Only the windows near a
+threshold pay for float32. The thresholds are runtime.json's, or lower ones a caller runs with
+(`OnnxDetector.refine_for`, which `streaming_detector` calls). With smoothing over several hops the average
+also takes int8 logits of the hops below the margin, so it is exact for smoothing 1 (the default) only.
+
 Command line: `wakeword-runtime detect DIR AUDIO` and `wakeword-runtime listen DIR` (see `main`).
 Files and arrays need soundfile; microphones need sounddevice; audio not at 16 kHz needs soxr.
 """
@@ -51,7 +62,8 @@ ONNX_FILE, RUNTIME_FILE = "model.onnx", "runtime.json"
 STAGE_FILES = {"stage1": "stage1.onnx", "stage2": "stage2.onnx"}  # a cascade's two graphs, instead of model.onnx
 # 1: one graph (model.onnx). 2: adds the `cascade` section. Exports write the lowest version that describes
 # them, so a runtime that reads only 1 still runs every single-graph export and refuses a cascade by its version
-RUNTIME_FORMAT_VERSION = 2
+# 3: adds the `refine` section (an int8 graph with its float32 graph)
+RUNTIME_FORMAT_VERSION = 3
 THRESHOLD_SCALES = ("logit", "probability")
 # onnxruntime fuses whisper's last residual Add and LayerNorm into one SkipLayerNormalization, which ran
 # 12x slower than the two ops it replaces on one thread (onnxruntime 1.32 profiler: 0.30 against 0.024 ms a window)
@@ -99,6 +111,23 @@ class CascadeGate:
 
 
 @dataclass(frozen=True)
+class Refinement:
+    """runtime.json's `refine` section: int8 graphs re-scored in float32 near a threshold (module docstring)."""
+
+    graphs: dict[str, str]  # int8 graph file -> the float32 graph of the same detector
+    margin_logits: float  # windows whose int8 logit is >= threshold - this are re-scored in float32
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Refinement:
+        refine = cls({str(k): str(v) for k, v in data["graphs"].items()}, float(data["margin_logits"]))
+        if not refine.margin_logits > 0:
+            raise ValueError("refine.margin_logits must be > 0")
+        if any(Path(f).name != f for f in (*refine.graphs, *refine.graphs.values())):
+            raise ValueError("refine graph files must be plain file names inside the exported folder")
+        return refine
+
+
+@dataclass(frozen=True)
 class RuntimeConfig(WindowTiming):
     """runtime.json, with thresholds converted to logits. Has what StreamingDetector reads from a config."""
 
@@ -111,6 +140,7 @@ class RuntimeConfig(WindowTiming):
     quantization: str = "none"
     source: dict[str, Any] = field(default_factory=dict)
     cascade: CascadeGate | None = None  # a two-stage detector's gate; None: one graph, model.onnx
+    refine: Refinement | None = None  # int8 graphs and their float32 graphs; None: every graph as it is
 
     def threshold(self, word: str) -> float:
         return self.thresholds[word]
@@ -139,17 +169,21 @@ def read_runtime_config(folder: str | os.PathLike) -> RuntimeConfig:
         cascade = CascadeGate.from_dict(data["cascade"], words, window) if "cascade" in data else None
         if cascade is not None and version < 2:
             raise ValueError("a cascade section needs format_version 2")
+        refine = Refinement.from_dict(data["refine"]) if "refine" in data else None
+        if refine is not None and version < 3:
+            raise ValueError("a refine section needs format_version 3")
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
         what = f"missing key {error}" if isinstance(error, KeyError) else str(error)
         raise RuntimeModelError(f"{path}: {what}") from None
     optional = {k: data[k] for k in ("refractory_seconds", "calibration", "quantization", "source") if k in data}
-    return RuntimeConfig(words, window, hop, thresholds, **optional, cascade=cascade)
+    return RuntimeConfig(words, window, hop, thresholds, **optional, cascade=cascade, refine=refine)
 
 
 class OnnxDetector:
     """An exported detector: windows of audio (n, window_samples) -> logits (n, n_words), onnxruntime on CPU.
 
-    For a cascade export, `stage2_windows` counts the windows stage 2 has scored (as CascadeDetector's)."""
+    Counters: `stage2_windows`, the windows a cascade's stage 2 scored (as CascadeDetector's), and
+    `refined_windows`, the windows an int8 graph's float32 graph re-scored (see the module docstring)."""
 
     def __init__(self, folder: str | os.PathLike, threads: int | None = None) -> None:
         import onnxruntime
@@ -158,17 +192,23 @@ class OnnxDetector:
         options = onnxruntime.SessionOptions()
         if threads is not None:  # 1 = one core, as on a small device; None = onnxruntime's choice
             options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-        gate = self.config.cascade
-        self.session = None if gate else self._session(onnxruntime, ONNX_FILE, options)
-        self.stage1 = self._session(onnxruntime, gate.stage1_file, options) if gate else None
-        self.stage2 = self._session(onnxruntime, gate.stage2_file, options) if gate else None
+        gate, refine = self.config.cascade, self.config.refine
+        files = (gate.stage1_file, gate.stage2_file) if gate else (ONNX_FILE,)
+        self.sessions = {name: self._session(onnxruntime, name, options) for name in files}
+        self.float_sessions = {
+            name: self._session(onnxruntime, refine.graphs[name], options)
+            for name in files
+            if refine is not None and name in refine.graphs
+        }
+        words = self.config.wake_words
         if gate is not None:
-            words = self.config.wake_words
             # float32 like CascadeDetector's torch.tensor of the same Python floats, so that the comparisons
             # and the minimum below round exactly as torch's do
             self.gate = np.array(gate.gate_logits, np.float32)
             self.ceiling = np.array([self.config.threshold(w) - gate.unseen_margin for w in words], np.float32)
-        self.stage2_windows = 0
+        self.refine_floor = np.full(len(words), np.inf, np.float32)
+        self.refine_for(self.config.thresholds)
+        self.stage2_windows = self.refined_windows = 0
         # dynamic int8 sets each activation's scale from the whole call's values, so a window scored among
         # others gets another score than alone (up to 2.5 logits on real speech, issue 16: int8_real_world_batch32):
         # int8 graphs see one window a call, and a file then scores exactly as live listening does
@@ -187,25 +227,51 @@ class OnnxDetector:
     def wake_words(self) -> tuple[str, ...]:
         return self.config.wake_words
 
+    @property
+    def session(self) -> Any:
+        """A single-graph export's session (None for a cascade)."""
+        return self.sessions.get(ONNX_FILE)
+
+    def refine_for(self, thresholds: Mapping[str, float]) -> None:
+        """Re-score in float32 every window within the margin of these LOGIT thresholds too (never fewer windows
+        than before: the floor only goes down). Without a `refine` section this changes nothing."""
+        if self.config.refine is None:
+            return
+        margin = self.config.refine.margin_logits
+        wanted = np.array([thresholds.get(w, np.inf) - margin for w in self.wake_words], np.float32)
+        self.refine_floor = np.minimum(self.refine_floor, wanted)
+
     def logits(self, windows: np.ndarray) -> np.ndarray:
         """windows (n, window_samples) float32 16 kHz -> logits (n, n_words) float64."""
         windows = np.ascontiguousarray(windows, dtype=np.float32)
         if windows.ndim != 2 or windows.shape[1] != self.config.window_samples:
             raise ValueError(f"expected windows of shape (n, {self.config.window_samples}), got {windows.shape}")
-        if self.session is not None:
-            return self._run(self.session, windows).astype(np.float64)
+        if self.config.cascade is None:
+            return self._graph(ONNX_FILE, windows).astype(np.float64)
         return self._cascade_logits(windows).astype(np.float64)
 
     def _cascade_logits(self, windows: np.ndarray) -> np.ndarray:
         """CascadeDetector.forward on numpy: (n, window_samples) -> (n, n_words) float32."""
-        assert self.config.cascade is not None and self.stage1 is not None and self.stage2 is not None
-        first = self._run(self.stage1, np.ascontiguousarray(windows[:, -self.config.cascade.stage1_samples :]))
+        gate = self.config.cascade
+        assert gate is not None
+        first = self._graph(gate.stage1_file, np.ascontiguousarray(windows[:, -gate.stage1_samples :]))
         opened = (first >= self.gate).any(axis=1)
         scores = np.minimum(first, self.ceiling)  # what a window stage 2 does not score gets
         if opened.any():
             self.stage2_windows += int(opened.sum())
-            scores[opened] = self._run(self.stage2, np.ascontiguousarray(windows[opened]))
+            scores[opened] = self._graph(gate.stage2_file, np.ascontiguousarray(windows[opened]))
         return scores
+
+    def _graph(self, name: str, windows: np.ndarray) -> np.ndarray:
+        """Graph `name`'s logits (n, n_words) float32, re-scored in float32 near a threshold if it is int8."""
+        logits = self._run(self.sessions[name], windows)
+        if name not in self.float_sessions:
+            return logits
+        near = (logits >= self.refine_floor).any(axis=1)
+        if near.any():
+            self.refined_windows += int(near.sum())
+            logits[near] = self._run(self.float_sessions[name], np.ascontiguousarray(windows[near]))
+        return logits
 
     def probabilities(self, windows: np.ndarray) -> np.ndarray:
         """Display probabilities (n, n_words) float64: sigmoid of the logits."""
@@ -240,7 +306,10 @@ def streaming_detector(
     refractory_seconds: float | None = None,
     wait_for_peak: bool = False,
 ) -> RuntimeStreamingDetector:
-    """A streaming detector; thresholds (logits) override runtime.json's; refractory defaults to its value."""
+    """A streaming detector; thresholds (logits) override runtime.json's; refractory defaults to its value.
+    An int8 export with a `refine` section then re-scores in float32 near those thresholds too."""
+    if thresholds is not None:
+        model.refine_for(thresholds)
     refractory = model.config.refractory_seconds if refractory_seconds is None else refractory_seconds
     return RuntimeStreamingDetector(model, thresholds, smoothing_hops, refractory, wait_for_peak=wait_for_peak)  # type: ignore[arg-type]
 

@@ -15,10 +15,12 @@ WAKEWORD_ENCODER_BACKEND=torch turns it off.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tempfile
 import warnings
 import weakref
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -151,25 +153,16 @@ def int8_frames(module: nn.Module, n_samples: int) -> OnnxFrames | None:
     runner = cached.get(("int8", n_samples))  # before hashing the weights: this runs once per scored file
     if runner is not None and runner.threads == torch.get_num_threads():
         return runner
-    key = weights_key(module, n_samples)
-    path = _graph_path(f"{key}-int8")
+    from wakeword.export import Int8Settings, quantize_int8
+
+    key, settings = weights_key(module, n_samples), Int8Settings()
+    # the settings name the file: a graph quantised under older defaults (8-bit weights) is not reused
+    tag = hashlib.sha256(json.dumps(asdict(settings), sort_keys=True).encode()).hexdigest()[:8]
+    path = _graph_path(f"{key}-int8-{tag}")
     try:
         if not path.is_file():
-            from wakeword.export import quantize_int8
-
-            quantize_int8(_graph_path(key), path)
+            quantize_int8(_graph_path(key), path, settings)
         runner = cached[("int8", n_samples)] = OnnxFrames(path, torch.get_num_threads())
-    except Exception as error:  # the float32 path still works
-        warnings.warn(f"frozen encoder: no int8 graph ({error}); first passes run in float32", stacklevel=2)
-        return None
-    return runner
-    path = _graph_path(key)
-    try:
-        if not path.is_file():
-            from wakeword.export import quantize_int8
-
-            quantize_int8(_graph_path(weights_key(module, n_samples)), path)
-        runner = cached[key] = OnnxFrames(path, torch.get_num_threads())
     except Exception as error:  # the float32 path still works
         warnings.warn(f"frozen encoder: no int8 graph ({error}); first passes run in float32", stacklevel=2)
         return None
