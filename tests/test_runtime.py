@@ -127,13 +127,27 @@ def test_bad_exports_are_clear_errors(tmp_path, exported, capsys):
         read_runtime_config(tmp_path)
     _, folder = exported
     meta = json.loads((folder / "runtime.json").read_text())
-    for change, message in (({"format_version": 99}, "upgrade"), ({"threshold_scale": "dB"}, "threshold_scale")):
+    refine = {"graphs": {"model.onnx": "model.fp32.onnx"}, "margin_logits": 4.0}
+    changes = (
+        ({"format_version": 99}, "upgrade"),
+        ({"threshold_scale": "dB"}, "threshold_scale"),
+        ({"refine": refine}, "a refine section needs format_version 3"),
+        ({"format_version": 3, "refine": refine | {"margin_logits": 0}}, "margin_logits must be > 0"),
+        ({"format_version": 3, "refine": refine | {"graphs": {"model.onnx": "../x.onnx"}}}, "plain file names"),
+    )
+    for change, message in changes:
         bad = tmp_path / message
         bad.mkdir()
         (bad / "runtime.json").write_text(json.dumps(meta | change))
         with pytest.raises(RuntimeModelError, match=f"runtime.json: .*{message}"):
             read_runtime_config(bad)
     (tmp_path / "upgrade" / "runtime.json").write_text(json.dumps(meta))
+    (tmp_path / "plain file names" / "runtime.json").write_text(
+        json.dumps(meta | {"format_version": 3, "refine": refine})
+    )
+    (tmp_path / "plain file names" / "model.onnx").write_bytes((folder / "model.onnx").read_bytes())
+    with pytest.raises(RuntimeModelError, match=r"model\.fp32\.onnx: cannot load"):  # a refine graph that is not there
+        load_runtime(tmp_path / "plain file names")
     assert main(["detect", str(tmp_path / "upgrade"), "x.wav"]) == 2  # no model.onnx there
     assert "model.onnx" in capsys.readouterr().err
     assert main(["detect", str(folder), str(tmp_path / "missing.wav")]) == 2
