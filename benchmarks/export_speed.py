@@ -3,13 +3,17 @@
     python benchmarks/export_speed.py [--seconds 20] [--families transfer-whisper transfer-speech-embedding e2e cascade]
 
 For each family a detector with the real encoder is built (untrained: speed does not depend on the weights'
-values), saved, and exported twice (`wakeword export`, then with `--int8`). Each backend then runs in its
-own process, so peak RSS is that backend's alone:
+values), saved, and exported three times (`wakeword export`, `--int8 --no-refine`, `--int8`). Each backend then
+runs in its own process, so peak RSS is that backend's alone:
 - torch: `wakeword.stream.StreamingDetector` with `torch.set_num_threads(1)` and
   WAKEWORD_ENCODER_BACKEND=torch (since issue 15c `wakeword` runs a frozen encoder's frames through
   onnxruntime by default; this row is torch alone, as before that);
-- onnx-fp32 / onnx-int8: `wakeword.runtime` (numpy + onnxruntime, torch never imported) with
-  `intra_op_num_threads=1`.
+- onnx-fp32 / onnx-int8 / onnx-int8+refine: `wakeword.runtime` (numpy + onnxruntime, torch never imported)
+  with `intra_op_num_threads=1`; onnx-int8 is the int8 graph alone, onnx-int8+refine the `--int8` default,
+  which re-scores in float32 the hops within wakeword.export.REFINE_MARGIN_LOGITS of the threshold. How many
+  hops that is depends on the trained weights and threshold, so its cost means something only for a trained
+  model: the `transfer-whisper-trained` family is `--trained-model` (default: a jarvis model of the issue-17
+  benchmark, `python benchmarks/real_world.py --label refine ...`), and its rows add the share of hops re-scored.
 Both stream `--seconds` of real speech (speechocean762 sentences from ../shared/data) one 0.1 s hop per call,
 as a live microphone does: one 1.5 s window scored per hop. Real-time factor = compute seconds / audio
 seconds (0.05 = 5% of one core). Peak RSS is the process's VmHWM after streaming.
@@ -51,8 +55,9 @@ FAMILIES = {
     "transfer-speech-embedding": {"family": "transfer", "encoder": {"name": "speech-embedding", "trainable": "head"}},
     "e2e": {"family": "e2e", "encoder": {}},
     "cascade": {"family": "cascade", "model": REPO / "benchmarks" / "cache" / "cascade" / "model"},
+    "transfer-whisper-trained": {"family": "transfer", "model": REPO / "runs/real_world/refine/jarvis/n10-d0-s0"},
 }
-BACKENDS = ("torch", "onnx-fp32", "onnx-int8")
+BACKENDS = ("torch", "onnx-fp32", "onnx-int8", "onnx-int8+refine")
 REPEATS = 3
 
 
@@ -78,17 +83,19 @@ def build(name: str) -> dict[str, Path]:
     from wakeword.models.base import DetectorConfig
 
     spec = FAMILIES[name]
-    folders = {"torch": WORK / name, "onnx-fp32": WORK / f"{name}-onnx", "onnx-int8": WORK / f"{name}-onnx-int8"}
+    folders = {"torch": WORK / name, "onnx-fp32": WORK / f"{name}-onnx", "onnx-int8": WORK / f"{name}-onnx-int8",
+               "onnx-int8+refine": WORK / f"{name}-onnx-int8-refine"}  # fmt: skip
     if "model" in spec:  # a trained model, used as it is
         if not (spec["model"] / "config.json").is_file():
-            raise SystemExit(f"{spec['model']}: no trained cascade; run python benchmarks/cascade_speed.py train")
+            raise SystemExit(f"{spec['model']}: not trained (see this script's docstring)")
         folders["torch"] = spec["model"]
     else:
         config = DetectorConfig(family=spec["family"], wake_words=("jarvis",), encoder=spec["encoder"],
                                 head=spec.get("head", {}))  # fmt: skip
         save_detector(get_family(spec["family"]).build_model(config), folders["torch"])
     export_detector(folders["torch"], folders["onnx-fp32"])
-    export_detector(folders["torch"], folders["onnx-int8"], int8=True)
+    export_detector(folders["torch"], folders["onnx-int8"], int8=True, refine=False)
+    export_detector(folders["torch"], folders["onnx-int8+refine"], int8=True)
     return folders
 
 
@@ -115,19 +122,22 @@ def worker(backend: str, folder: str, seconds: float) -> dict:
         cascade = detector.config.cascade is not None  # so does the runtime, for a cascade export
     hop = streamer.hop_samples
     streamer.process(audio[: 10 * hop])  # warm-up: first calls allocate
-    best, stage2_windows = float("inf"), None
+    best, stage2_windows, refined = float("inf"), None, None
     for _ in range(REPEATS):
         streamer.reset()
         before = detector.stage2_windows if cascade else None
+        refined_before = getattr(detector, "refined_windows", 0)
         start = time.process_time()
         for begin in range(0, len(audio), hop):
             streamer.process(audio[begin : begin + hop])
         best = min(best, time.process_time() - start)
         if before is not None:
             stage2_windows = detector.stage2_windows - before
+        refined = getattr(detector, "refined_windows", 0) - refined_before
     heavy = sorted({m.split(".")[0] for m in sys.modules} & {"torch", "transformers"})
     n_hops = -(-len(audio) // hop)
     share = {} if stage2_windows is None else {"stage2_share": stage2_windows / n_hops}
+    share |= {"refined_share": refined / n_hops} if backend == "onnx-int8+refine" else {}
     return share | {
         "rtf": best / seconds,
         "peak_rss_mb": peak_rss_mb(),
@@ -145,9 +155,9 @@ def peak_rss_mb() -> float:
 
 
 def model_mb(backend: str, folder: Path, n_parameters: int | None) -> float:
-    """ONNX: the graph files (model.onnx, or a cascade's two). torch: float32 weights of the whole detector
-    (encoder included, as a head-only transfer model's own file holds only the head and loads the encoder
-    from the bundle)."""
+    """ONNX: the graph files (model.onnx, or a cascade's two, and the float32 graphs of refined ones).
+    torch: float32 weights of the whole detector (encoder included, as a head-only transfer model's own file
+    holds only the head and loads the encoder from the bundle)."""
     from wakeword.export import exported_graphs
 
     if backend == "torch":
@@ -185,8 +195,8 @@ def plot(results: dict, path: Path) -> None:
     for ax, (key, label) in zip(axes, (("rtf", "real-time factor, 1 thread"), ("peak_rss_mb", "peak RSS (MB)"),
                                        ("model_mb", "model size (MB)")), strict=True):  # fmt: skip
         for i, backend in enumerate(BACKENDS):
-            values = [results["families"][n][backend][key] for n in names]
-            bars = ax.bar(np.arange(len(names)) + (i - 1) * 0.27, values, 0.27, label=backend)
+            values = [results["families"][n].get(backend, {}).get(key, np.nan) for n in names]
+            bars = ax.bar(np.arange(len(names)) + (i - 1.5) * 0.2, values, 0.2, label=backend)
             ax.bar_label(bars, fmt="%.3g", fontsize=7)
         ax.set_xticks(np.arange(len(names)), [n.replace("transfer-", "transfer\n") for n in names], fontsize=8)
         ax.set_title(label)
@@ -197,20 +207,31 @@ def plot(results: dict, path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
+def cpu_description() -> str:
+    """The CPU's model name and whether it has VNNI (int8 dot products; without it int8 runs slower)."""
+    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
+    model = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")), "?")
+    flags = set(next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), []))
+    return f"{model}; VNNI: {'yes' if flags & {'avx512_vnni', 'avx_vnni'} else 'no'}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--families", nargs="+", default=list(FAMILIES), choices=list(FAMILIES))
     parser.add_argument("--merge", action="store_true", help="keep the other families' rows of export.json")
+    parser.add_argument("--trained-model", type=Path, default=FAMILIES["transfer-whisper-trained"]["model"])
     parser.add_argument("--worker", nargs=2, metavar=("BACKEND", "FOLDER"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(worker(args.worker[0], args.worker[1], args.seconds)))
         return
+    FAMILIES["transfer-whisper-trained"]["model"] = args.trained_model
     results = {
         "protocol": __doc__.split("\n\n")[2].strip(),
         "audio": f"{args.seconds:g} s of speechocean762 sentences from ../shared/data",
         "machine": f"{os.cpu_count()} CPU cores, shared with other work while measuring",
+        "cpu": cpu_description(),
         "families": {},
     }
     if args.merge and (RESULTS / "export.json").is_file():

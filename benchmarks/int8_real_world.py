@@ -17,6 +17,13 @@ models (and over the models trained with real clips alone).
   benchmarks/cache/int8_frames/<key>/, apart from the float frames) and each model's int8 head graph scores
   those frames. Checked per model on real windows: encoder graph then head graph gives the whole int8
   graph's logits ("split_check").
+- Int8 refined (the runtime's default since the `refine` section, issue 16): each window's int8 logit, or its
+  float logit where the int8 one is within `--margin` logits (default wakeword.export.REFINE_MARGIN_LOGITS)
+  of the lowest threshold the metrics use (the model's own, the float model's thresholds at 1 and 0.5 FA/h,
+  and its clip threshold at 5% FAR): what `wakeword.runtime` scores when run at those thresholds. Also
+  reported per model: the largest |int8 - float| window logit over every evaluation window, the share of
+  stream hops re-scored (the float32 cost), and the windows whose decision at any of those thresholds
+  differs from float's (0 whenever int8 moves no window by the margin or more).
 - By default every int8 graph runs on ONE window per call: its activations are quantised per call with one
   scale per tensor, so a window's int8 logit depends on which other windows share its call (measured in
   split_check: batch32_vs_batch1_*). One window per call is what a live detector does (one hop at a time)
@@ -59,7 +66,7 @@ import real_world_metrics as metrics
 from tqdm.auto import tqdm
 
 from wakeword.checkpoint import load_detector
-from wakeword.export import Int8Settings, export_detector, source_checksums
+from wakeword.export import REFINE_MARGIN_LOGITS, Int8Settings, export_detector, source_checksums
 from wakeword.models.base import Detector
 from wakeword.runtime import DISABLED_OPTIMIZERS, ONNX_FILE, RUNTIME_FILE
 
@@ -219,6 +226,53 @@ class Int8EvalSet(rw.EvalSet):
         return np.array([metrics.head_logits(model, np.load(p, mmap_mode="r"), self.word).max() for p in paths])
 
 
+class RefinedEvalSet(rw.EvalSet):
+    """Scores as the runtime's int8 + float32 refinement: a window's float logit where its int8 logit is at
+    or above `floor`, its int8 logit elsewhere; also records the window-level comparison (`stats`)."""
+
+    def __init__(self, evalset: rw.EvalSet, int8_set: Int8EvalSet, int8_model: Int8Model, floor: float) -> None:
+        vars(self).update(vars(evalset))
+        self.int8_set, self.int8_model, self.floor = int8_set, int8_model, floor
+        self.pairs: list[tuple[np.ndarray, np.ndarray]] = []  # (float, int8) window logits of every track
+
+    def _refined(self, float_track: np.ndarray, int8_track: np.ndarray) -> np.ndarray:
+        self.pairs.append((float_track, int8_track))
+        return np.where(int8_track >= self.floor, float_track, int8_track)
+
+    def clip_logits(self, model: Detector, items: list[data.ClipItem]) -> np.ndarray:
+        tracks = []
+        for item in items:
+            float_track = metrics.head_logits(model, data.load_clip_frames(item, self.protocol, self.timing), self.word)
+            int8_frames = np.load(clip_path(self.int8_set.root, item, self.protocol, self.timing), mmap_mode="r")
+            tracks.append(self._refined(float_track, metrics.head_logits(self.int8_model, int8_frames, self.word)))
+        return np.array([t.max() for t in tracks])
+
+    def stream_logits(self, model: Detector) -> np.ndarray:
+        float_track, int8_track = super().stream_logits(model), self.int8_set.stream_logits(self.int8_model)
+        self.stream_refined_share = float(np.mean(int8_track >= self.floor))
+        return self._refined(float_track, int8_track)
+
+    def stats(self, thresholds: list[float]) -> dict[str, float]:
+        """Window-level comparison over every scored window (clips and stream)."""
+        floats, int8s = (np.concatenate(t) for t in zip(*self.pairs, strict=True))
+        refined = np.where(int8s >= self.floor, floats, int8s)
+        flips = sum(int(np.sum((refined >= t) != (floats >= t))) for t in thresholds)
+        error = np.abs(int8s - floats)
+        return {"n_windows": len(floats), "max_abs_int8_vs_float": float(error.max()),
+                "p999_abs_int8_vs_float": float(np.quantile(error, 0.999)), "floor": self.floor,
+                "stream_refined_share": self.stream_refined_share, "decisions_differing": flips}  # fmt: skip
+
+
+def operating_thresholds(float_row: dict, negatives: np.ndarray) -> list[float]:
+    """The logit thresholds the metrics use: the model's own, the float model's at 1 and 0.5 FA/h, and the
+    clip score at 5% FAR (the lower of the two clip operating points)."""
+    own = float_row["at_own"]
+    assert own["scale"] == "logit", own
+    at_5pct = float(np.sort(negatives)[::-1][int(0.05 * len(negatives))])
+    return [float(own["threshold"]), *(float(float_row[k]["threshold_logit"]) for k in ("at_1_fah", "at_0.5_fah")),
+            at_5pct]  # fmt: skip
+
+
 # ---- checks ----------------------------------------------------------------------------------------------
 
 
@@ -299,12 +353,18 @@ def evaluate_model(model_dir: Path, evalset: rw.EvalSet, int8_sets: dict, args: 
         int8_sets[model.encoder_sha] = Int8EvalSet(evalset, model)
     encoded = time.monotonic()
     float_row, int8_row = evalset.evaluate(model.source), int8_sets[model.encoder_sha].evaluate(model)
+    thresholds = operating_thresholds(float_row, evalset.clip_logits(model.source, evalset.negatives))
+    refined = RefinedEvalSet(evalset, int8_sets[model.encoder_sha], model, min(thresholds) - args.margin)
+    refined_row = refined.evaluate(model.source)
     windows = check_windows(evalset, args.check_windows)
     k = model.config.wake_words.index(evalset.word)
     check = split_check(model, windows, torch_logits(model.source, windows, evalset.word), k)
     points = {name: 100 * (_get(int8_row, path) - _get(float_row, path)) for name, path in METRICS}
+    refined_points = {name: 100 * (_get(refined_row, path) - _get(float_row, path)) for name, path in METRICS}
     return {"model": model_dir.name, "model_dir": str(model_dir), "real_clips": not model_dir.name.startswith("n0-"),
             "float": float_row, "int8": int8_row, "int8_minus_float_points": points, "split_check": check,
+            "int8_refined": refined_row, "refined_minus_float_points": refined_points,
+            "refine": refined.stats(thresholds) | {"margin": args.margin, "thresholds": thresholds},
             "encoder_sha256": model.encoder_sha, "boundary_tensor": model.tensor,
             "export_and_encode_seconds": round(encoded - started, 1),
             "score_seconds": round(time.monotonic() - encoded, 1)}  # fmt: skip
@@ -319,10 +379,12 @@ def summary(rows: list[dict]) -> dict[str, dict]:
     return {group: _stats(members) for group, members in groups.items() if members}
 
 
-def _stats(rows: list[dict]) -> dict:
+def _stats(rows: list[dict], key: str = "int8_minus_float_points") -> dict:
     out: dict = {"n_models": len(rows), "models": [r["model"] for r in rows]}
+    if key == "int8_minus_float_points" and all("refined_minus_float_points" in r for r in rows):
+        out["refined"] = _stats(rows, "refined_minus_float_points")
     for name, _ in METRICS:
-        v = np.array([r["int8_minus_float_points"][name] for r in rows])
+        v = np.array([r[key][name] for r in rows])
         out[name] = {"mean": float(v.mean()), "mean_abs": float(np.abs(v).mean()), "min": float(v.min()),
                      "max": float(v.max()), "n_beyond_0.5": int(np.sum(np.abs(v) > 0.5))}  # fmt: skip
     return out
@@ -333,15 +395,15 @@ def _stats(rows: list[dict]) -> dict:
 
 def save(table: dict) -> None:
     """int8_real_world[_batch<n>].json / .md / .png (after every model, so a stopped run keeps its rows)."""
-    out = results_path(table.setdefault("batch", 1))  # a table without "batch" ran before --batch: one window
+    out = results_path(table.setdefault("batch", 1), table.get("results"))  # no "batch": before --batch, one window
     table["summary"] = summary(table["rows"])
     out.with_suffix(".json").write_text(json.dumps(table, indent=2, default=float) + "\n", encoding="utf-8")
     out.with_suffix(".md").write_text(markdown(table), encoding="utf-8")
     plot(table["rows"], out.with_suffix(".png"))
 
 
-def results_path(batch: int) -> Path:
-    return RESULTS / ("int8_real_world" + (f"_batch{batch}" if batch != 1 else ""))
+def results_path(batch: int, stem: str | None = None) -> Path:
+    return RESULTS / (stem or "int8_real_world" + (f"_batch{batch}" if batch != 1 else ""))
 
 
 def markdown(table: dict) -> str:
@@ -361,15 +423,29 @@ def model_table(rows: list[dict]) -> list[str]:
         cells = [f"{100 * _get(r['float'], p):.2f} / {100 * _get(r['int8'], p):.2f} / "
                  f"{r['int8_minus_float_points'][n]:+.2f}" for n, p in METRICS]  # fmt: skip
         lines.append(f"| {r['model']} | " + " | ".join(cells) + " |")
+    refined = [r for r in rows if "refine" in r]
+    if refined:
+        lines += ["", "int8 refined in float32 near the thresholds (the runtime's default), minus float, points:", "",
+                  "| model | " + " | ".join(n for n, _ in METRICS) + " | max abs window int8 - float | stream hops "
+                  "re-scored | decisions differing |", "|---|" + "---|" * (len(METRICS) + 3)]  # fmt: skip
+        for r in refined:
+            cells = [f"{r['refined_minus_float_points'][n]:+.2f}" for n, _ in METRICS]
+            stats = r["refine"]
+            cells += [f"{stats['max_abs_int8_vs_float']:.2f}", f"{100 * stats['stream_refined_share']:.1f}%",
+                      str(stats["decisions_differing"])]  # fmt: skip
+            lines.append(f"| {r['model']} | " + " | ".join(cells) + " |")
     return lines
 
 
 def summary_lines(table: dict) -> list[str]:
     lines = ["", "int8 minus float, points: mean, mean |diff|, [min, max] (models more than 0.5 points away)", ""]
     for group, stats in table.get("summary", {}).items():
-        cells = [f"{n} {s['mean']:+.2f}, {s['mean_abs']:.2f}, [{s['min']:+.2f}, {s['max']:+.2f}] ({s['n_beyond_0.5']})"
-                 for n, s in ((n, stats[n]) for n, _ in METRICS)]  # fmt: skip
-        lines.append(f"- {group} ({stats['n_models']} models): " + "; ".join(cells))
+        for kind, numbers in (("int8", stats), ("int8 refined", stats.get("refined"))):
+            if numbers is None:
+                continue
+            cells = [f"{n} {s['mean']:+.2f}, {s['mean_abs']:.2f}, [{s['min']:+.2f}, {s['max']:+.2f}] "
+                     f"({s['n_beyond_0.5']})" for n, s in ((n, numbers[n]) for n, _ in METRICS)]  # fmt: skip
+            lines.append(f"- {kind}, {group} ({stats['n_models']} models): " + "; ".join(cells))
     return lines
 
 
@@ -416,19 +492,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--check-windows", type=int, default=300, help="real windows of each split check")
     parser.add_argument("--batch", type=int, default=1, help="windows per int8 call (32: `wakeword detect` FILE)")
     parser.add_argument("--report-only", action="store_true", help="rewrite .md and .png from the .json")
+    parser.add_argument("--margin", type=float, default=REFINE_MARGIN_LOGITS, help="refinement margin (logits)")
+    parser.add_argument("--results", default=None, help="results file stem (default int8_real_world[_batchN])")
     own, rest = parser.parse_known_args(argv)
     args = rw.parse_args(rest)
-    args.models, args.check_windows, args.batch, args.report_only = (own.models, own.check_windows, own.batch,
-                                                                     own.report_only)  # fmt: skip
+    for name in ("models", "check_windows", "batch", "report_only", "margin", "results"):
+        setattr(args, name, getattr(own, name))
     return args
 
 
 def main(argv: list[str] | None = None) -> None:
     args, started = parse_args(argv), time.monotonic()
     if args.report_only:
-        return save(json.loads(results_path(args.batch).with_suffix(".json").read_text()))
+        return save(json.loads(results_path(args.batch, args.results).with_suffix(".json").read_text()))
     torch.set_num_threads(1)
     table = {"label": args.label, "words": args.words, "protocol": asdict(args.protocol), "batch": args.batch,
+             "results": args.results, "int8_settings": asdict(Int8Settings()), "margin": args.margin,
              "command": " ".join(["python", *sys.argv]), "rows": []}  # fmt: skip
     for word in args.words:
         dirs, stored, int8_sets = model_dirs(args, word), stored_rows(args, word), {}
