@@ -76,8 +76,10 @@ def test_frozen_transfer_detector_scores_through_onnxruntime(tiny_whisper_dir, t
 
 
 def test_whisper_tiny_en_frames_match_torch(wakeword_cache):
-    """The real encoder: onnxruntime's and torch's float32 frames are both within a few 1e-4 of a float64
-    reference (frames reach ~12; the float16 frame cache rounds them to ~4e-3), so within 1e-3 of each other."""
+    """The real encoder: onnxruntime's and torch's float32 frames are both within 1e-3 of a float64 reference
+    (frames reach ~12, so 1e-4 relative; the float16 frame cache rounds them to ~4e-3), and of each other.
+    How close depends on the CPU's kernels: torch's own float32 frames were 5.0e-4 from float64 on an AVX2-only
+    AMD EPYC, a few 1e-4 on an AVX-512 machine."""
     encoder = build_encoder("whisper-tiny.en")
     encoder.set_trainable("head")
     audio = torch.cat([_windows(6), torch.from_numpy(check_windows(24000))])
@@ -86,4 +88,4 @@ def test_whisper_tiny_en_frames_match_torch(wakeword_cache):
         torch32 = encoder(audio).double()
         float64 = copy.deepcopy(encoder).double()(audio.double())
     assert (frames - torch32).abs().max() < 1e-3
-    assert (frames - float64).abs().max() < 5e-4 and (torch32 - float64).abs().max() < 5e-4
+    assert (frames - float64).abs().max() < 1e-3 and (torch32 - float64).abs().max() < 1e-3
