@@ -338,7 +338,11 @@ def model_dirs(args: argparse.Namespace, word: str) -> list[Path]:
 def stored_rows(args: argparse.Namespace, word: str) -> dict[str, dict]:
     """The label's real_world rows of `word` by model folder name; none when made under another protocol
     (a quick check with smaller caps: nothing stored to compare the recomputed float metrics with)."""
-    table = json.loads((rw.RESULTS / f"{args.label}.json").read_text())
+    path = rw.RESULTS / f"{args.label}.json"
+    if not path.is_file():
+        print(f"{path}: no stored rows yet; float rows not compared", flush=True)
+        return {}
+    table = json.loads(path.read_text())
     if table["protocol"] != asdict(args.protocol):
         print(f"{args.label}: stored under protocol {table['protocol']}; float rows not compared", flush=True)
         return {}
