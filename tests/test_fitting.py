@@ -9,9 +9,14 @@ from wakeword.models import get_family
 WORD = "hey computer"
 
 
-@pytest.mark.parametrize("trainable", ["head", "full"])  # cached frames (tuples) and audio batches (dicts)
-def test_windows_of_the_users_recordings_are_flagged(tmp_path, tts, tiny_whisper_dir, monkeypatch, trainable):
-    """Every epoch, compute_loss sees recorded = 1 on exactly the recorded clips' windows and 0 elsewhere."""
+@pytest.mark.parametrize(  # cached frames (tuples) and audio batches (dicts); the recordings' own view count
+    ("trainable", "recorded_views"), [("head", None), ("head", 3), ("full", 3)]
+)
+def test_windows_of_the_users_recordings_are_flagged(
+    tmp_path, tts, tiny_whisper_dir, monkeypatch, trainable, recorded_views
+):
+    """Every epoch, compute_loss sees recorded = 1 on exactly the recorded clips' windows (train.recorded_views
+    copies of each, default n_views) and 0 elsewhere."""
     from wakeword.pipeline import train_recipe
     from wakeword.recipes import load_recipe
 
@@ -28,7 +33,8 @@ def test_windows_of_the_users_recordings_are_flagged(tmp_path, tts, tiny_whisper
         f"model: {{family: transfer, encoder: {tiny_whisper_dir}, trainable: {trainable},\n"
         "  head: {hidden: [16], n_members: 2, n_anchor_members: 1}}\n"
         f"data: {{train: [{data.root}], synth: null, val_fraction: 0.3, test_fraction: 0.3}}\n"
-        "train: {epochs: 2, batch_size: 4, n_views: 1, feature_cache: false}\n"
+        f"train: {{epochs: 2, batch_size: 4, n_views: 1, recorded_views: {recorded_views or 'null'},"
+        " feature_cache: false}\n"
         "evaluate: {calibration_minutes: 0}\n"
     )
     family = get_family("transfer")
@@ -43,4 +49,5 @@ def test_windows_of_the_users_recordings_are_flagged(tmp_path, tts, tiny_whisper
     train_recipe(load_recipe(recipe_file), tmp_path / "model")
     seen = torch.cat(flags)
     assert set(seen.tolist()) == {0.0, 1.0}
-    assert seen.sum().item() == 3 * 2  # three recorded clips, one window each, two epochs
+    n_copies = recorded_views or 1  # n_views is 1
+    assert seen.sum().item() == 3 * n_copies * 2  # three recorded clips, one window a copy, two epochs

@@ -223,18 +223,30 @@ class _PartTrainer:
                                                       f"encoding {name}")  # fmt: skip
         return self.encoded[id(dataset)]
 
+    def _views(self, part: torch.utils.data.Dataset) -> int:
+        """Augmented copies of a part's clips per epoch: one of a fixed mined window, more of a recording."""
+        spec = self.recipe.train
+        if isinstance(part, _FixedNegatives):
+            return 1
+        recorded = getattr(part, "recorded", False) and spec.recorded_views is not None
+        return spec.recorded_views if recorded else spec.n_views
+
     def fit(self, parts: list[tuple[torch.utils.data.Dataset, str]], state_dir: Path) -> list[dict[str, float]]:
         spec, words = self.recipe.train, self.model.config.wake_words
         counts = functools.reduce(_add_counts, [_counts_of(d) for d, _ in parts])
         if self.frozen:
-            views = [1 if isinstance(d, _FixedNegatives) else spec.n_views for d, _ in parts]
+            views = [self._views(d) for d, _ in parts]
             train_set = torch.utils.data.ConcatDataset(
                 [_Tagged(self._encoded(d, name, n), getattr(d, "recorded", False))
                  for (d, name), n in zip(parts, views, strict=True)]
             )  # fmt: skip
             val_set = self._encoded(self.val, "val", 1)
-        else:
-            train_set, val_set = _Concat([d for d, _ in parts]), self.val
+        else:  # one draw of each clip per epoch: the recordings' share is kept by repeating them
+            repeats = [max(1, round(self._views(d) / spec.n_views)) for d, _ in parts]
+            train_set, val_set = (
+                _Concat([d for (d, _), n in zip(parts, repeats, strict=True) for _ in range(n)]),
+                self.val,
+            )
         loss = get_family(self.model.family).compute_loss
         pos_weight = class_balance(counts, words)
         with timed("fitting"), _threads(1 if self.frozen else torch.get_num_threads()):

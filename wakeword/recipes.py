@@ -131,11 +131,21 @@ class TrainSpec:
     patience: int = _help("epochs without validation improvement before stopping", 6)
     seed: int = _help("seed for splits, augmentation, initialisation and batches", 0)
     n_views: int = _help("augmented copies of each clip per epoch (cached once when the encoder is frozen)", 2)
+    recorded_views: int | None = _help(
+        "augmented copies of each of your recordings per epoch (None: n_views); more copies give a few"
+        " recordings more weight among hundreds of synthetic clips, each copy in other noise and rooms",
+        None,
+    )
     augment: dict[str, Any] = _help("augmentation settings (see wakeword.data.augment.AugmentSettings)", factory=dict)
     max_steps: int | None = _help("stop after this many optimizer steps (smoke tests)", None)
     feature_cache: bool = _help(
         "keep encoded training sets of a frozen encoder on disk (user cache), so retraining is seconds", True
     )
+
+    def __post_init__(self) -> None:
+        for name in ("n_views", "recorded_views"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise RecipeError(f"train.{name} must be at least 1, got {getattr(self, name)}")
 
 
 @dataclass(frozen=True)
