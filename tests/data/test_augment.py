@@ -231,6 +231,21 @@ def test_speech_bounds_leave_out_clicks_away_from_the_word():
     assert speech_bounds(padded(phrase, 0.5, 0.5)) == pytest.approx((8000, 8000 + len(phrase)), abs=320)
 
 
+def test_speech_bounds_in_a_room_whose_level_wanders():
+    """A real room's background wanders by +-8 dB every 10 ms around -60 dB; the word (-20 dB) sits at
+    1.2-1.8 s of 3 s. Frames 10 dB above the background's 10th percentile are still the room, and the old
+    rule took the whole clip as the utterance; the median frame is the background here (hand-placed)."""
+    rng = np.random.default_rng(1)
+    n_frames = int(3.0 * SAMPLE_RATE) // 160
+    level_db = -60.0 + rng.uniform(-8.0, 8.0, n_frames).repeat(160)
+    room = (10.0 ** (level_db / 20.0) * rng.standard_normal(len(level_db))).astype(np.float32)
+    word = syllables(0.6)
+    word *= 0.1 / np.sqrt(np.mean(word**2))  # -20 dB
+    audio = room + padded(word, 1.2, 1.2)
+    start, end = speech_bounds(audio)
+    assert start == pytest.approx(1.2 * SAMPLE_RATE, abs=480) and end == pytest.approx(1.8 * SAMPLE_RATE, abs=480)
+
+
 def test_settings_validated():
     with pytest.raises(ValueError, match="snr_db"):
         AugmentSettings(snr_db=(10.0, 0.0))

@@ -46,7 +46,9 @@ CUT_FRACTION = (0.35, 0.65)  # where a cut falls in the word, as a share of its 
 MIN_BACKGROUND_SECONDS = 0.25  # less audio around the word than this: the reversed word stands in for it
 SPEECH_MARGIN_SECONDS = 0.1  # kept away from the word's energy bounds when taking its background
 # how windows are cut from clips: cached encoded training views (wakeword.fitting) are keyed by it
-WINDOWING_VERSION = 2  # 2: the word is the loudest utterance (augment.speech_bounds), not first-to-last sound
+# 2: the word is the loudest utterance (augment.speech_bounds), not first-to-last sound; 3: its background
+# level is the median frame in noisy recordings
+WINDOWING_VERSION = 3
 
 
 def is_real(clip: Clip) -> bool:
