@@ -10,7 +10,7 @@ import io
 import math
 import os
 import struct
-import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -251,17 +251,24 @@ def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int = S
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     audio = check_audio(audio, str(path))
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
+    tmp = staging_path(path)
+    try:  # the staging file is created inside the try, so a Ctrl-C at any point cannot leave it behind
+        with open(tmp, "wb") as handle:
             sf.write(handle, np.clip(audio, -1.0, 1.0), sample_rate, subtype="PCM_16", format="WAV")
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def staging_path(path: Path) -> Path:
+    """A hidden temp name beside `path`, unique per process and thread. Known before the file exists:
+    tempfile.mkstemp creates the file before returning its name, and a SIGINT in between (seen in CI)
+    left an orphan no handler knew of."""
+    return path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
 
 
 def seconds_to_samples(seconds: float, sample_rate: int = SAMPLE_RATE) -> int:

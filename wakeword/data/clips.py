@@ -11,7 +11,6 @@ import dataclasses
 import fcntl
 import json
 import os
-import tempfile
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -20,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from wakeword.audio import SAMPLE_RATE, AudioError, load_audio, write_audio
+from wakeword.audio import SAMPLE_RATE, AudioError, load_audio, staging_path, write_audio
 
 MANIFEST = "clips.jsonl"
 AUDIO_DIR = "audio"
@@ -90,15 +89,15 @@ def new_clip_id(prefix: str = "") -> str:
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = staging_path(path)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        with open(tmp, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
