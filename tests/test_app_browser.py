@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import socket
 import time
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -170,8 +171,16 @@ def test_record_detect_train_in_a_real_browser(served, playwright_driver):
         assert score_array(detector, recorded)[1].max() >= threshold  # the wake word itself was recorded
         screenshot(page, "record")
 
-        # Detect: the looping wake word fires
+        # Detect: the looping wake word fires. In 2 of 3 full-suite runs of one CI session the first live stream
+        # never heard the word (highest score -9.9 and -5.8, while the same fake microphone's recording above
+        # scored over the threshold); it never failed alone or under load since. One restart of the stream is
+        # allowed, and warned of (pytest lists warnings), so that a CI log shows how often it is needed.
         state, count, text = listen(page, 20, stop_when=lambda s: s[0] == "fired")
+        if state != "fired":
+            warnings.warn(f"live stream restarted after 20 s without a detection: {text!r}", stacklevel=1)
+            page.click("#detect-mic .stop-button")
+            time.sleep(1.0)
+            state, count, text = listen(page, 20, stop_when=lambda s: s[0] == "fired")
         assert count >= 1 and state == "fired" and WORD in text, text
         time.sleep(1.0)  # one more plot refresh
         page.click("#detect-mic .stop-button")
