@@ -28,7 +28,7 @@ import resource
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -83,25 +83,31 @@ def build_data() -> tuple[Path, Path, Path]:
     return root, speech, negative
 
 
-def train(full: bool = False) -> None:
+def train(full: bool = False, stage2: Path | None = None, out: Path | None = None, extra: Sequence[str] = (),
+          tag: str = "") -> None:  # fmt: skip
     """The reduced benchmark cascade into MODEL, or with --full the recipe's own settings (3 views, 40 epochs,
-    mining, 30 minutes of long-form calibration, 4000 distillation windows) into MODEL_FULL."""
+    mining, 30 minutes of long-form calibration, 4000 distillation windows) into MODEL_FULL. `stage2`: a
+    trained stage 2 reused as it is (only stage 1 and the gate train); `extra`: more recipe overrides."""
     from wakeword.pipeline import train_recipe
     from wakeword.recipes import load_recipe
 
     data, speech, negative = build_data()
-    changed = FULL_OVERRIDES if full else TRAIN_OVERRIDES
+    changed = [*(FULL_OVERRIDES if full else TRAIN_OVERRIDES), *extra]
     overrides = [*changed, f"data.train=[{data}]", f"model.cascade.distill_audio=[{speech}]",
                  f"data.negative_audio=[{negative}]", f"data.noise_dirs=[{SHARED / 'noise'}]"]  # fmt: skip
-    if not full and (STAGE2 / "config.json").exists():  # reuse it: stage 2 takes most of the time when shared
-        overrides.append(f"model.cascade.stage2_model={STAGE2}")
+    stage2 = stage2 or (STAGE2 if not full and (STAGE2 / "config.json").exists() else None)
+    if stage2 is not None:  # reuse it: stage 2 takes most of the time
+        overrides.append(f"model.cascade.stage2_model={stage2}")
     started = time.monotonic()
-    report = train_recipe(load_recipe(REPO / "recipes" / "cascade.yaml", overrides), MODEL_FULL if full else MODEL)
+    report = train_recipe(load_recipe(REPO / "recipes" / "cascade.yaml", overrides),
+                          out or (MODEL_FULL if full else MODEL))  # fmt: skip
     summary = {"train_seconds": round(time.monotonic() - started), "overrides": changed,
+               "stage2_model": str(stage2) if stage2 else None,
                "gate": report.calibration.get("cascade_gate"), "cascade_test": report.to_dict()["words"],
                "stage2_test": report.counts.get("stage2_test")}  # fmt: skip
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"cascade_train{'_full' if full else ''}.json").write_text(json.dumps(summary, indent=2, default=str))
+    name = f"cascade_train{'_full' if full else ''}{tag}.json"
+    (RESULTS / name).write_text(json.dumps(summary, indent=2, default=str))
     print(json.dumps(summary, indent=2, default=str))
 
 
@@ -206,9 +212,12 @@ def main() -> None:
     parser.add_argument("--block-seconds", type=float, default=BLOCK_SECONDS, help="audio per process() call")
     parser.add_argument("--tag", default="", help="suffix of the results file name")
     parser.add_argument("--full", action="store_true", help="train: the recipe's settings, not the reduced ones")
+    parser.add_argument("--stage2", type=Path, help="train: reuse this trained stage 2 (only stage 1 and the gate)")
+    parser.add_argument("--out", type=Path, help="train: the model folder (default: by --full)")
+    parser.add_argument("--set", nargs="*", default=[], help="train: more recipe overrides, key=value")
     args = parser.parse_args()
     if args.action == "train":
-        train(args.full)
+        train(args.full, args.stage2, args.out, args.set, args.tag)
     elif args.action == "measure":
         measure(args.minutes, args.speech_minutes, args.alone_minutes, args.model, args.block_seconds, args.tag)
     else:

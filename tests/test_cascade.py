@@ -14,7 +14,7 @@ import torch
 from wakeword.audio import SAMPLE_RATE
 from wakeword.checkpoint import ModelError, load_detector, save_detector
 from wakeword.data.clips import DataSet
-from wakeword.distill import gate_for
+from wakeword.distill import gate_for, quieter_windows
 from wakeword.evaluate import padded_clip
 from wakeword.models.base import DetectorConfig
 from wakeword.models.cascade import CascadeDetector
@@ -175,6 +175,32 @@ def test_streamed_scores_equal_whole_file_scores(cascade, tts):
         rows.append(streamer.process(audio[start : start + 1234]).scores)
     rows.append(streamer.flush().scores)
     np.testing.assert_allclose(np.concatenate(rows), whole, atol=1e-4)
+
+
+def test_strided_scoring_equals_window_scoring_and_calls_stage2_on_the_same_windows(cascade, tts):
+    """Streaming's call (Detector.score_strided: stage 1 shares its frames between overlapping windows)."""
+    assert cascade.stage1.settings.framing == "valid"  # the recipe's stage 1
+    signal = np.concatenate([_noise(1, 11), tts(WORD), _speech(tts, 2), np.zeros(5000, np.float32)])
+    hop, size = cascade.config.hop_samples, cascade.config.window_samples
+    windows = torch.from_numpy(signal).unfold(0, size, hop)
+    before = cascade.stage2_windows
+    strided = cascade.score_strided(torch.from_numpy(signal), hop)
+    n_strided = cascade.stage2_windows - before
+    whole = cascade.score(windows.contiguous())
+    assert strided.shape == whole.shape == (len(windows), 1)
+    torch.testing.assert_close(strided, whole, atol=1e-4, rtol=0)
+    assert 0 < n_strided == cascade.stage2_windows - before - n_strided
+
+
+def test_quieter_windows_are_20_to_60_db_down_plus_silence():
+    windows = np.random.default_rng(0).normal(0, 0.1, (400, 1600)).astype(np.float32)
+    quiet = quieter_windows(windows, 0.25, seed=1)
+    assert quiet.shape == (100 + 4, 1600)
+    silent = ~quiet.any(axis=1)
+    assert silent.sum() == 4
+    level_db = 20 * np.log10(np.sqrt((quiet[~silent] ** 2).mean(axis=1)) / 0.1)
+    assert (level_db < -19.5).all() and (level_db > -60.5).all() and level_db.std() > 5
+    assert quieter_windows(windows, 0.0, seed=1).shape == (0, 1600)
 
 
 def test_cli_score_and_detect_read_a_cascade_without_knowing(trained, tmp_path, tts, capsys):

@@ -18,11 +18,20 @@ from wakeword.models.base import DetectorConfig
 WORDS = ("hey computer", "jarvis")
 
 
-def make_model(tmp_path, family: str, encoder: dict | None = None, seed: int = 0, output_scale: float = 30.0):
+def make_model(
+    tmp_path,
+    family: str,
+    encoder: dict | None = None,
+    seed: int = 0,
+    output_scale: float = 30.0,
+    head: dict | None = None,
+):
     """A randomly initialised detector saved as a model directory; BatchNorm statistics made non-trivial and
     the output layer scaled up, so logits vary over a few units like a trained model's."""
     torch.manual_seed(seed)
-    config = DetectorConfig(family=family, wake_words=WORDS, encoder=encoder or {}, thresholds={"jarvis": 0.7})
+    config = DetectorConfig(
+        family=family, wake_words=WORDS, encoder=encoder or {}, head=head or {}, thresholds={"jarvis": 0.7}
+    )
     model = get_family(family).build_model(config)
     for module in model.modules():
         if isinstance(module, torch.nn.BatchNorm1d):
@@ -54,10 +63,11 @@ def test_matmul_stft_equals_torch_stft(tts):
     assert float((got - expected).abs().max() / expected.abs().max()) < 1e-4
 
 
-@pytest.mark.parametrize("family", ["e2e", "transfer"])
+@pytest.mark.parametrize("family", ["e2e", "e2e-valid-framing", "transfer"])
 def test_float32_graph_equals_torch_on_speech(tmp_path, tts, tiny_whisper_dir, family):
     encoder = {"name": str(tiny_whisper_dir), "trainable": "head"} if family == "transfer" else None
-    model_dir, model = make_model(tmp_path, family, encoder)
+    head = {"framing": "valid"} if family == "e2e-valid-framing" else None
+    model_dir, model = make_model(tmp_path, family.split("-")[0], encoder, head=head)
     report = export_detector(model_dir, tmp_path / "export")
     windows = speech_windows(tts, model.config.window_samples)
     with torch.no_grad():

@@ -4,7 +4,15 @@ import torch
 from transformers import WhisperFeatureExtractor
 
 from wakeword.audio import N_MELS, SAMPLE_RATE
-from wakeword.features import log_mel, n_frames
+from wakeword.features import (
+    log_mel,
+    log_mel_power_frames,
+    mel_filters,
+    n_frames,
+    n_valid_frames,
+    normalise_log_mel,
+    valid_log_mel,
+)
 
 
 def speechlike(seconds: float, seed: int, amp: float = 0.1) -> np.ndarray:
@@ -43,3 +51,26 @@ def test_batched_shape_and_gradient():
 def test_silence_is_finite():
     features = log_mel(torch.zeros(SAMPLE_RATE))
     assert torch.isfinite(features).all()
+
+
+@pytest.mark.parametrize("n_samples", [400, 559, 16000, 16050, 24000])
+def test_valid_frames_are_torch_stft_without_padding(n_samples):
+    audio = torch.from_numpy(speechlike(n_samples / SAMPLE_RATE, seed=n_samples))
+    window = torch.hann_window(400)
+    power = torch.stft(audio, 400, 160, window=window, center=False, return_complex=True).abs() ** 2
+    reference = torch.clamp(mel_filters().T @ power, min=1e-10).log10()
+    ours = log_mel_power_frames(audio[None])[0]
+    assert ours.shape == (N_MELS, n_valid_frames(n_samples)) == reference.shape
+    torch.testing.assert_close(ours, reference, atol=5e-4, rtol=0)  # 0.005 dB: float32 rounding of two DFTs
+
+
+def test_a_windows_valid_frames_are_a_slice_of_the_longer_signals():
+    """What streaming shares: the frames of a window cut at a multiple of 160 samples from a longer signal."""
+    signal = torch.from_numpy(speechlike(4.2, seed=3))
+    frames = log_mel_power_frames(signal[None])[0]
+    for start in (0, 1600, 4800, 25600):
+        window = signal[start : start + SAMPLE_RATE]
+        alone = valid_log_mel(window[None])[0]
+        sliced = normalise_log_mel(frames[None, :, start // 160 : start // 160 + n_valid_frames(SAMPLE_RATE)])[0]
+        torch.testing.assert_close(sliced, alone, atol=1e-5, rtol=0)
+    assert n_valid_frames(SAMPLE_RATE) == 98 and n_valid_frames(399) == 0

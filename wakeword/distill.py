@@ -47,6 +47,7 @@ from wakeword.train import STATE_DIR, fit, seed_everything
 ClipPair = tuple[Clip, Path]
 NEAR_THRESHOLD = 3.0  # stream hops within this many logits below stage 2's threshold are always distilled
 TEACHER_BATCH = 64  # windows per stage-2 call while labelling
+QUIET_DB_RANGE = (20.0, 60.0)  # how much quieter the quiet copies of known-negative windows are (dB)
 
 
 class DistillSet(torch.utils.data.Dataset):
@@ -131,6 +132,22 @@ def _audio_windows(files: Sequence[Path], config: DetectorConfig, limit: int, se
     return np.concatenate(out)[:limit]
 
 
+def quieter_windows(windows: np.ndarray, share: float, seed: int) -> np.ndarray:
+    """Copies of a random `share` of windows (n, window_samples), each QUIET_DB_RANGE quieter, plus as many
+    windows of digital silence as 1% of them (at least one when share > 0): shape (m, window_samples).
+
+    The log-mel front end keeps absolute level, and a microphone gives every level from a loud room to a
+    muted input; stage 1 never saw the quiet end and opened the gate on it (a third of the hops of a
+    noise/silence stream)."""
+    if share <= 0 or not len(windows):
+        return np.zeros((0, windows.shape[1]), np.float32)
+    rng = np.random.default_rng(seed)
+    chosen = rng.choice(len(windows), max(1, round(share * len(windows))), replace=False)
+    gains = 10.0 ** (-rng.uniform(*QUIET_DB_RANGE, size=len(chosen)) / 20.0)
+    silent = np.zeros((max(1, len(windows) // 100), windows.shape[1]), np.float32)
+    return np.concatenate([windows[np.sort(chosen)] * gains[:, None].astype(np.float32), silent])
+
+
 def _folders_files(paths: Sequence[str]) -> list[Path]:
     return long_audio_files(paths) if paths else []
 
@@ -151,6 +168,7 @@ def distillation_set(cascade: CascadeDetector, recipe: Recipe, pairs: Sequence[C
         n = spec.max_distill_windows
         unknown = _audio_windows(_folders_files(spec.distill_audio), stage2.config, n // 2, recipe.train.seed)
         negative = _audio_windows(list(negative_files), stage2.config, n - len(unknown), recipe.train.seed + 1)
+        negative = np.concatenate([negative, quieter_windows(negative, spec.quiet_share, recipe.train.seed)])
         parts += [(unknown, *_unlabelled(len(unknown), len(words))), (negative, *_negatives(len(negative), len(words)))]
     audio = np.concatenate([p[0] for p in parts])
     teacher = np.concatenate([_teacher(stage2, audio), streamed_teacher])  # streamed hops: scored already

@@ -37,6 +37,12 @@ def n_frames(n_samples: int) -> int:
     return n_samples // HOP_LENGTH
 
 
+def n_valid_frames(n_samples: int) -> int:
+    """Number of analysis frames that lie wholly inside `n_samples` of audio (no padding): frame i covers
+    samples [i * HOP_LENGTH, i * HOP_LENGTH + N_FFT). 98 for one second."""
+    return max(0, (n_samples - N_FFT) // HOP_LENGTH + 1)
+
+
 @lru_cache(maxsize=2)
 def dft_matrices() -> tuple[torch.Tensor, torch.Tensor]:
     """The Hann-windowed real DFT folded in half: (cosines (N_FFT // 2, N_FREQS), minus sines (N_FFT // 2 - 1,
@@ -61,16 +67,20 @@ def stft_power(batch: torch.Tensor) -> torch.Tensor:
     return stft[..., :-1].abs() ** 2
 
 
-def stft_power_frames(batch: torch.Tensor) -> torch.Tensor:
+def stft_power_frames(batch: torch.Tensor, centred: bool = True) -> torch.Tensor:
     """|STFT|^2 like stft_power but time-major, (batch, n_samples // HOP_LENGTH, N_FREQS), computed as two
     matrix products of the audio frames with fixed Hann-windowed DFT matrices (dft_matrices):
     real-valued ops only, so it exports to ONNX (torch.stft's complex output does not), and plain MatMuls
-    are the cheapest STFT there.
+    are the cheapest STFT there. With centred=False, the frames of n_valid_frames: no padding.
 
     Frames are cut without a gather: the padded audio is reshaped into hop-sized chunks, and frame i is
     chunks i and i+1 and the first N_FFT - 2 * HOP_LENGTH samples of chunk i+2."""
-    n_frames = batch.shape[-1] // HOP_LENGTH
-    padded = torch.nn.functional.pad(batch[:, None], (N_FFT // 2, N_FFT // 2), mode="reflect")[:, 0]
+    if centred:
+        n_frames = batch.shape[-1] // HOP_LENGTH
+        padded = torch.nn.functional.pad(batch[:, None], (N_FFT // 2, N_FFT // 2), mode="reflect")[:, 0]
+    else:  # zeros after the last frame's end only complete the last chunk: no frame reads them
+        n_frames = n_valid_frames(batch.shape[-1])
+        padded = torch.nn.functional.pad(batch, (0, max(0, (n_frames + 2) * HOP_LENGTH - batch.shape[-1])))
     chunks = padded[:, : (n_frames + 2) * HOP_LENGTH].reshape(batch.shape[0], n_frames + 2, HOP_LENGTH)
     tail = N_FFT - 2 * HOP_LENGTH
     frames = torch.cat([chunks[:, :n_frames], chunks[:, 1 : n_frames + 1], chunks[:, 2:, :tail]], dim=2)
@@ -97,8 +107,30 @@ def log_mel(audio: torch.Tensor, n_mels: int = N_MELS) -> torch.Tensor:
         mel = (stft_power_frames(batch) @ filters).transpose(1, 2)  # matrix products only (see stft_power_frames)
     else:
         mel = torch.einsum("bft,fm->bmt", stft_power(batch), filters)
-    log_spec = torch.clamp(mel, min=1e-10).log10()
-    per_sample_max = log_spec.amax(dim=(1, 2), keepdim=True)
-    log_spec = torch.maximum(log_spec, per_sample_max - LOG_FLOOR_RANGE)
-    log_spec = (log_spec + 4.0) / 4.0
+    log_spec = normalise_log_mel(torch.clamp(mel, min=1e-10).log10())
     return log_spec[0] if squeeze else log_spec
+
+
+def normalise_log_mel(log_spec: torch.Tensor) -> torch.Tensor:
+    """log10 mel power (batch, n_mels, n_frames) -> floored at its own maximum - 8 PER SAMPLE, scaled (x + 4) / 4."""
+    per_sample_max = log_spec.amax(dim=(1, 2), keepdim=True)
+    return (torch.maximum(log_spec, per_sample_max - LOG_FLOOR_RANGE) + 4.0) / 4.0
+
+
+def log_mel_power_frames(signal: torch.Tensor, n_mels: int = N_MELS) -> torch.Tensor:
+    """log10 mel power of every analysis frame wholly inside each signal, not yet normalised.
+
+    signal: (batch, n_samples) float32 16 kHz -> (batch, n_mels, n_valid_frames(n_samples)). No padding, so a
+    frame's values depend only on its own 25 ms: the frames of a window cut from a longer signal at a multiple
+    of HOP_LENGTH are a slice of the longer signal's frames (what streaming shares between overlapping windows).
+    """
+    filters = mel_filters(n_mels).to(device=signal.device, dtype=signal.dtype)
+    power = stft_power_frames(signal, centred=False)  # (batch, n_frames, n_freqs): exports to ONNX as it is
+    return torch.clamp(power @ filters, min=1e-10).log10().transpose(1, 2)
+
+
+def valid_log_mel(audio: torch.Tensor, n_mels: int = N_MELS) -> torch.Tensor:
+    """log_mel without padding: (batch, n_samples) -> (batch, n_mels, n_valid_frames(n_samples)), normalised per
+    window as log_mel is. Equal, to float32 rounding, to normalise_log_mel of a slice of a longer signal's
+    log_mel_power_frames (see wakeword.models.e2e, framing "valid")."""
+    return normalise_log_mel(log_mel_power_frames(audio, n_mels))

@@ -101,6 +101,9 @@ class CascadeSpec:
         "files or folders of unlabelled audio (speech, noise) that stage 2 labels for stage 1", ()
     )
     max_distill_windows: int = _help("unlabelled windows cut from distill_audio and negative audio, at most", 4000)
+    quiet_share: float = _help(
+        "share of the known-negative windows distilled again 20-60 dB quieter, with 1% digital silence", 0.25
+    )
     stream_hops_per_clip: int = _help(
         "streaming hops of each training clip distilled besides those near stage 2's threshold", 4
     )

@@ -295,8 +295,8 @@ class RuntimeStreamingDetector(StreamingDetector):
 
     detector: OnnxDetector
 
-    def _score(self, windows: np.ndarray) -> np.ndarray:
-        return self.detector.logits(windows)
+    def _score_span(self, span: np.ndarray) -> np.ndarray:
+        return self.detector.logits(np.ascontiguousarray(self.hop_windows(span)))
 
 
 def streaming_detector(

@@ -194,21 +194,26 @@ class StreamingDetector:
             return _merge([], len(self.config.wake_words))
         context = np.concatenate([self._context, combined[:used]])
         self._context = context[-self.window_samples :].copy()
-        hop = self.hop_samples  # the window of new hop k starts k hops into the context
-        windows = np.lib.stride_tricks.sliding_window_view(context, self.window_samples)[hop::hop]
-        scores = self._smooth(self._score(np.array(windows)))  # a writable copy for torch
+        scores = self._smooth(self._score_span(context[self.hop_samples :]))  # new hop k: k hops into it
         hops = np.arange(self.n_hops + 1, self.n_hops + n_new + 1)
         self.n_hops += n_new
         detections = self._detect(hops, scores)
         return StreamResult(np.round(hops * self.config.hop_seconds, 6), scores.astype(np.float32), detections)
 
-    def _score(self, windows: np.ndarray) -> np.ndarray:
-        """windows (n, window_samples) -> logits (n, n_words) float64. Subclasses score other models."""
+    def _score_span(self, span: np.ndarray) -> np.ndarray:
+        """Logits (n_windows, n_words) float64 of the windows of span (n_samples,) that start every hop.
+
+        The torch detector gets the span whole (Detector.score_strided: overlapping windows may share work);
+        subclasses that score other models override this."""
         import torch  # here, not at the top: wakeword.runtime uses this module without torch
 
         device = next((p.device for p in self.detector.parameters()), torch.device("cpu"))
-        logits = self.detector.score(torch.from_numpy(windows).to(device))
-        return logits.detach().cpu().double().numpy().reshape(len(windows), -1)
+        logits = self.detector.score_strided(torch.from_numpy(span.copy()).to(device), self.hop_samples)
+        return logits.detach().cpu().double().numpy().reshape(-1, len(self.config.wake_words))
+
+    def hop_windows(self, span: np.ndarray) -> np.ndarray:
+        """The windows (n_windows, window_samples) of span that start every hop, as a read-only view."""
+        return np.lib.stride_tricks.sliding_window_view(span, self.window_samples)[:: self.hop_samples]
 
     def _smooth(self, raw: np.ndarray) -> np.ndarray:
         """Mean PROBABILITY over the last `smoothing_hops` rows (fewer at the stream start), as a logit.

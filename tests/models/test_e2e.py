@@ -104,3 +104,24 @@ def test_state_dict_round_trip_with_safetensors(tmp_path):
     assert isinstance(loaded, E2EDetector) and loaded.config == model.config
     with torch.no_grad():
         torch.testing.assert_close(loaded(audio), model(audio), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("framing", ["centred", "valid"])
+def test_strided_scores_equal_the_windows_scores(framing):
+    """Streaming's call: framing "valid" computes the long signal's frames once; either way the scores are
+    those of the windows scored one by one (a "valid" model also sees 3 fewer frames than a "centred" one)."""
+    torch.manual_seed(0)
+    model = build_model(config(width=0.5, framing=framing))
+    model.train()
+    model(tone_windows(8, seed=5)["audio"])  # batch-norm statistics off their initial values
+    signal = torch.from_numpy(np.random.default_rng(6).normal(0, 0.05, 21 * 1600 + 777).astype(np.float32))
+    strided = model.score_strided(signal, 1600)
+    windows = signal.unfold(0, model.config.window_samples, 1600)
+    assert strided.shape == (len(windows), 2) == ((len(signal) - 8000) // 1600 + 1, 2) == (17, 2)
+    torch.testing.assert_close(strided, model.score(windows.contiguous()), atol=1e-5, rtol=0)
+    assert model.training  # scoring leaves the model's mode as it found it
+
+
+def test_unknown_framing_is_refused():
+    with pytest.raises(ValueError, match="framing"):
+        build_model(config(framing="center"))

@@ -7,6 +7,8 @@ the app and the trainer use only this interface, so every family is measured by 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -87,12 +89,36 @@ class Detector(torch.nn.Module):
         Scores and thresholds live on the logit scale: a float32 probability is exactly 1.0 for every
         logit above ~17, so two confident windows could not be told apart, nor a threshold set between
         them. `probability()` gives the display scale."""
-        was_training = self.training
-        self.eval()
-        try:
+        with evaluating(self):
             return self(audio)
-        finally:
-            self.train(was_training)
+
+    @torch.no_grad()
+    def score_strided(self, signal: torch.Tensor, hop_samples: int) -> torch.Tensor:
+        """Logits (n_windows, n_words) of the windows of signal (n_samples,) that start every hop:
+        window k is signal[k * hop_samples : k * hop_samples + window_samples], and
+        n_windows = (n_samples - window_samples) // hop_samples + 1.
+
+        Streaming scores its overlapping windows through this call; a family that can share work between
+        them overrides it, with results equal to `score` of the windows up to float32 rounding."""
+        return self.score(strided_windows(signal, self.config.window_samples, hop_samples).contiguous())
+
+
+def strided_windows(signal: torch.Tensor, window_samples: int, hop_samples: int) -> torch.Tensor:
+    """The windows (n_windows, window_samples) of signal (n_samples,) every hop_samples, as a view."""
+    if len(signal) < window_samples:
+        raise ValueError(f"a signal of {len(signal)} samples holds no window of {window_samples}")
+    return signal.unfold(0, window_samples, hop_samples)
+
+
+@contextmanager
+def evaluating(module: torch.nn.Module) -> Iterator[None]:
+    """module.eval() inside the block, its earlier mode restored after it."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield
+    finally:
+        module.train(was_training)
 
 
 def masked_bce(

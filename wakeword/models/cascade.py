@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from wakeword.models.base import Detector, DetectorConfig, masked_bce
+from wakeword.models.base import Detector, DetectorConfig, evaluating, masked_bce, strided_windows
 
 
 def _settings(cls: type, data: dict[str, Any], what: str) -> Any:
@@ -117,12 +117,24 @@ class CascadeDetector(Detector):
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         """audio (batch, window_samples) float32 16 kHz -> logits (batch, n_words)."""
-        first = self.stage1(audio[:, -self.stage1_samples :])
+        return self._second_where_open(self.stage1(audio[:, -self.stage1_samples :]), audio)
+
+    @torch.no_grad()
+    def score_strided(self, signal: torch.Tensor, hop_samples: int) -> torch.Tensor:
+        """Detector.score_strided: stage 1 over the strided windows' ends (sharing its frames where its family
+        can), stage 2 only on the windows whose gate opens."""
+        windows = strided_windows(signal, self.config.window_samples, hop_samples)
+        stage1_span = signal[self.config.window_samples - self.stage1_samples :]
+        with evaluating(self):
+            return self._second_where_open(self.stage1.score_strided(stage1_span, hop_samples), windows)
+
+    def _second_where_open(self, first: torch.Tensor, windows: torch.Tensor) -> torch.Tensor:
+        """Stage-1 logits (batch, n_words) of windows (batch, window_samples) -> the cascade's logits."""
         opened = (first >= self.gate_logits().to(first)).any(dim=1)
         scores = torch.minimum(first, self.unseen_ceiling().to(first))
         if bool(opened.any()):
             self.stage2_windows += int(opened.sum())
-            scores[opened] = self.stage2(audio[opened]).to(scores)
+            scores[opened] = self.stage2(windows[opened].contiguous()).to(scores)
         return scores
 
     def saved_state(self) -> dict[str, torch.Tensor]:

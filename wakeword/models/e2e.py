@@ -14,10 +14,11 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from wakeword.audio import N_MELS
-from wakeword.features import log_mel
-from wakeword.models.base import Detector, DetectorConfig, masked_bce
+from wakeword.audio import HOP_LENGTH, N_MELS
+from wakeword.features import log_mel, log_mel_power_frames, n_valid_frames, normalise_log_mel, valid_log_mel
+from wakeword.models.base import Detector, DetectorConfig, evaluating, masked_bce
 
+FRAMINGS = ("centred", "valid")
 MAX_PARAMETERS = 300_000  # the family is "small": a larger network would only overfit small sets harder
 
 
@@ -35,6 +36,9 @@ class E2ESettings:
     freq_mask_bins: int = 8
     n_time_masks: int = 2  # ... and of up to `time_mask_frames` frames
     time_mask_frames: int = 10
+    # "centred": log_mel's Whisper frames (reflect-padded at the window's edges); "valid": only the frames wholly
+    # inside the window, so overlapping streaming windows share their frames (score_strided computes each once)
+    framing: str = "centred"
 
     @classmethod
     def from_dict(cls, data: dict) -> E2ESettings:
@@ -42,7 +46,10 @@ class E2ESettings:
         if unknown:
             raise ValueError(f"unknown e2e head setting(s) {sorted(unknown)}")
         data = {**data, "channels": tuple(data["channels"])} if "channels" in data else dict(data)
-        return cls(**data)
+        settings = cls(**data)
+        if settings.framing not in FRAMINGS:
+            raise ValueError(f"e2e framing must be one of {list(FRAMINGS)}, not {settings.framing!r}")
+        return settings
 
     def to_dict(self) -> dict:
         return {**asdict(self), "channels": list(self.channels)}
@@ -126,7 +133,20 @@ class E2EDetector(Detector):
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         """audio (batch, window_samples) float32 16 kHz -> logits (batch, n_words)."""
-        return self.forward_features(log_mel(audio))
+        return self.forward_features(valid_log_mel(audio) if self.settings.framing == "valid" else log_mel(audio))
+
+    @torch.no_grad()
+    def score_strided(self, signal: torch.Tensor, hop_samples: int) -> torch.Tensor:
+        """Detector.score_strided; with framing "valid" the frames of the whole signal are computed once and
+        each window takes its slice (a 3.2 s streaming block: 4.2 s of frames instead of 32 windows' worth)."""
+        if self.settings.framing != "valid" or hop_samples % HOP_LENGTH:
+            return super().score_strided(signal, hop_samples)
+        n_windows = (len(signal) - self.config.window_samples) // hop_samples + 1
+        frames = log_mel_power_frames(signal[None])[0]  # (n_mels, n_frames)
+        per_window = n_valid_frames(self.config.window_samples)
+        windows = frames.unfold(1, per_window, hop_samples // HOP_LENGTH)[:, :n_windows].transpose(0, 1)
+        with evaluating(self):
+            return self.forward_features(normalise_log_mel(windows))
 
 
 def build_model(config: DetectorConfig) -> E2EDetector:
