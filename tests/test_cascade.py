@@ -14,7 +14,7 @@ import torch
 from wakeword.audio import SAMPLE_RATE
 from wakeword.checkpoint import ModelError, load_detector, save_detector
 from wakeword.data.clips import DataSet
-from wakeword.distill import gate_for, quieter_windows
+from wakeword.distill import coloured_noise_windows, gate_for, quieter_windows
 from wakeword.evaluate import padded_clip
 from wakeword.models.base import DetectorConfig
 from wakeword.models.cascade import CascadeDetector
@@ -201,6 +201,17 @@ def test_quieter_windows_are_20_to_60_db_down_plus_silence():
     level_db = 20 * np.log10(np.sqrt((quiet[~silent] ** 2).mean(axis=1)) / 0.1)
     assert (level_db < -19.5).all() and (level_db > -60.5).all() and level_db.std() > 5
     assert quieter_windows(windows, 0.0, seed=1).shape == (0, 1600)
+
+
+def test_coloured_noise_windows_span_levels_and_colours():
+    noise = coloured_noise_windows(100, 8000, seed=2)
+    assert noise.shape == (100, 8000) and noise.dtype == np.float32 and np.abs(noise).max() <= 1.0
+    level_db = 20 * np.log10(np.sqrt((noise**2).mean(axis=1)))
+    assert level_db.min() > -61 and level_db.max() < -9.5 and np.ptp(level_db) > 30
+    power = np.abs(np.fft.rfft(noise, axis=1)) ** 2
+    tilt_db = 10 * np.log10(power[:, 5:250].sum(axis=1) / power[:, 2000:].sum(axis=1))  # below 500 Hz vs above 4 kHz
+    assert tilt_db.min() < -5 and tilt_db.max() > 25  # white (more high band) to brown (nearly all low)
+    np.testing.assert_array_equal(noise, coloured_noise_windows(100, 8000, seed=2))
 
 
 def test_cli_score_and_detect_read_a_cascade_without_knowing(trained, tmp_path, tts, capsys):

@@ -104,6 +104,7 @@ class CascadeSpec:
     quiet_share: float = _help(
         "share of the known-negative windows distilled again 20-60 dB quieter, with 1% digital silence", 0.25
     )
+    noise_windows: int = _help("windows of made noise (white to brown, -60 to -10 dBFS) distilled as negatives", 500)
     stream_hops_per_clip: int = _help(
         "streaming hops of each training clip distilled besides those near stage 2's threshold", 4
     )
