@@ -36,14 +36,14 @@ RECALL, SLACK, BATCH = 0.995, 1.0, 64
 
 
 @torch.no_grad()
-def stage_logits(cascade, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(stage-1 logits, stage-2 logits), each (n_hops,), of every streaming hop of `audio` (first word)."""
+def stage_logits(cascade, audio: np.ndarray, stage1: bool = True) -> tuple[np.ndarray | None, np.ndarray]:
+    """(stage-1 logits or None, stage-2 logits), each (n_hops,), of every streaming hop of `audio` (first word)."""
     config = cascade.config
     windows = np.asarray(stream_windows(audio, config.window_samples, config.hop_samples))
     chunks = [torch.from_numpy(np.array(windows[i : i + BATCH])) for i in range(0, len(windows), BATCH)]
-    first = [cascade.stage1(c[:, -cascade.stage1_samples :])[:, 0].numpy() for c in chunks]
+    first = [cascade.stage1(c[:, -cascade.stage1_samples :])[:, 0].numpy() for c in chunks] if stage1 else None
     second = [cascade.stage2(c)[:, 0].numpy() for c in chunks]
-    return np.concatenate(first), np.concatenate(second)
+    return (np.concatenate(first) if stage1 else None), np.concatenate(second)
 
 
 def activation_peaks(first: np.ndarray, firing: np.ndarray) -> list[float]:
