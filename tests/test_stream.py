@@ -235,3 +235,10 @@ def test_realtime_pacing_takes_the_audio_duration():
     elapsed = time.monotonic() - started
     assert 0.38 <= elapsed < 1.5
     assert abs(sum(len(b) for b in blocks) - int(0.4 * SAMPLE_RATE)) <= 2
+
+
+def test_listen_refuses_fewer_than_one_hop_per_call(detector):
+    from wakeword.stream import listen_with
+
+    with pytest.raises(ValueError, match="hops_per_call"):
+        listen_with(StreamingDetector(detector), device="no such device", hops_per_call=0)

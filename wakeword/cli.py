@@ -146,9 +146,8 @@ def cmd_listen(args: argparse.Namespace) -> int:
     thresholds = {w: args.threshold for w in detector.config.wake_words} if args.threshold is not None else None
     print(f"listening for {', '.join(detector.config.wake_words)} (Ctrl-C to stop)", file=sys.stderr, flush=True)
     device = int(args.device) if args.device and args.device.isdigit() else args.device  # an index, or a name
-    n_events = listen(
-        detector, device, thresholds=thresholds, smoothing_hops=args.smoothing, refractory_seconds=args.refractory
-    )
+    n_events = listen(detector, device, thresholds=thresholds, smoothing_hops=args.smoothing,
+                      refractory_seconds=args.refractory, hops_per_call=args.hops_per_call)  # fmt: skip
     print(f"stopped after {n_events} detection(s)", file=sys.stderr)
     return 0
 
@@ -284,6 +283,8 @@ def _add_stream_commands(sub: argparse._SubParsersAction) -> None:
     listen.add_argument("model", nargs="?")
     listen.add_argument("--device", default=None, help="input device index or name (see --list-devices)")
     listen.add_argument("--list-devices", action="store_true", help="list audio devices and exit")
+    listen.add_argument("--hops-per-call", type=int, default=1,
+                        help="score N hops at a time: less CPU, up to N-1 hops later detections")  # fmt: skip
     _add_stream_options(listen)
     listen.set_defaults(func=cmd_listen)
     ev = sub.add_parser("evaluate", help="FRR, FA/h, ROC AUC and DET curve on folders of recordings")

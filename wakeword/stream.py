@@ -369,8 +369,8 @@ def list_devices() -> str:
     return str(devices) if len(devices) else "no audio devices found (PortAudio sees none)"
 
 
-def _open_input(device: int | str | None, hop_seconds: float, blocks: queue.Queue) -> tuple[object, int]:
-    """An unstarted mono float32 InputStream at the device's native rate that queues hop-sized blocks."""
+def _open_input(device: int | str | None, block_seconds: float, blocks: queue.Queue) -> tuple[object, int]:
+    """An unstarted mono float32 InputStream at the device's native rate that queues blocks of block_seconds."""
     sd = _sounddevice()
     try:
         info = sd.query_devices(device, kind="input")
@@ -386,7 +386,7 @@ def _open_input(device: int | str | None, hop_seconds: float, blocks: queue.Queu
             blocks.put_nowait(indata[:, 0].copy())
 
     try:
-        blocksize = max(1, int(rate * hop_seconds))
+        blocksize = max(1, int(rate * block_seconds))
         stream = sd.InputStream(
             rate, blocksize, info["index"], channels=1, dtype="float32", latency="low", callback=callback
         )
@@ -404,6 +404,7 @@ def listen(
     smoothing_hops: int = 1,
     refractory_seconds: float = 1.0,
     ready: threading.Event | None = None,
+    hops_per_call: int = 1,
 ) -> int:
     """Detect live from a microphone until `stop` is set or Ctrl-C; returns the number of detections.
 
@@ -411,9 +412,11 @@ def listen(
     resampled to 16 kHz chunk by chunk. on_event: called in this thread for every detection (default:
     print it as a JSON line). Event times are seconds of audio since listening started. ready: set
     when the first audio arrives (some devices take a second or two to start delivering).
+    hops_per_call: the microphone delivers this many hops of audio at a time, scored in one detector call:
+    less CPU per hop (each call has a fixed cost), up to hops_per_call - 1 hops later detections.
     """
     streamer = StreamingDetector(detector, thresholds, smoothing_hops, refractory_seconds)
-    return listen_with(streamer, device, on_event, stop, ready)
+    return listen_with(streamer, device, on_event, stop, ready, hops_per_call)
 
 
 def listen_with(
@@ -422,12 +425,15 @@ def listen_with(
     on_event: Callable[[Detection], None] | None = None,
     stop: threading.Event | None = None,
     ready: threading.Event | None = None,
+    hops_per_call: int = 1,
 ) -> int:
     """`listen` with a streaming detector already built (any model it scores); same arguments and result."""
+    if hops_per_call < 1:
+        raise ValueError(f"hops_per_call must be >= 1, not {hops_per_call}")
     stop, on_event = stop or threading.Event(), on_event or _print_event
-    hop_seconds = streamer.config.hop_seconds
-    blocks: queue.Queue[np.ndarray] = queue.Queue(maxsize=int(10 / hop_seconds))  # ~10 s
-    stream, rate = _open_input(device, hop_seconds, blocks)
+    block_seconds = streamer.config.hop_seconds * hops_per_call
+    blocks: queue.Queue[np.ndarray] = queue.Queue(maxsize=max(1, int(10 / block_seconds)))  # ~10 s
+    stream, rate = _open_input(device, block_seconds, blocks)
     resampler, n_events = _Resampler(rate), 0
     try:
         with stream:
