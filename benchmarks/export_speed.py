@@ -221,12 +221,14 @@ def main() -> None:
     parser.add_argument("--families", nargs="+", default=list(FAMILIES), choices=list(FAMILIES))
     parser.add_argument("--merge", action="store_true", help="keep the other families' rows of export.json")
     parser.add_argument("--trained-model", type=Path, default=FAMILIES["transfer-whisper-trained"]["model"])
+    parser.add_argument("--cascade-model", type=Path, default=FAMILIES["cascade"]["model"], help="a trained cascade")
     parser.add_argument("--worker", nargs=2, metavar=("BACKEND", "FOLDER"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(worker(args.worker[0], args.worker[1], args.seconds)))
         return
     FAMILIES["transfer-whisper-trained"]["model"] = args.trained_model
+    FAMILIES["cascade"]["model"] = args.cascade_model
     results = {
         "protocol": __doc__.split("\n\n")[2].strip(),
         "audio": f"{args.seconds:g} s of speechocean762 sentences from ../shared/data",
