@@ -112,7 +112,13 @@ def strided_windows(signal: torch.Tensor, window_samples: int, hop_samples: int)
 
 @contextmanager
 def evaluating(module: torch.nn.Module) -> Iterator[None]:
-    """module.eval() inside the block, its earlier mode restored after it."""
+    """module.eval() inside the block, its earlier mode restored after it.
+
+    A module already in eval mode is left alone: train()/eval() visit every submodule (a Whisper stage 2 has
+    hundreds), which cost a live cascade more than its stage 1's convolutions."""
+    if not module.training:
+        yield
+        return
     was_training = module.training
     module.eval()
     try:
