@@ -5,6 +5,7 @@ from transformers import WhisperFeatureExtractor
 
 from wakeword.audio import N_MELS, SAMPLE_RATE
 from wakeword.features import (
+    SharedFrames,
     log_mel,
     log_mel_power_frames,
     mel_filters,
@@ -74,3 +75,22 @@ def test_a_windows_valid_frames_are_a_slice_of_the_longer_signals():
         sliced = normalise_log_mel(frames[None, :, start // 160 : start // 160 + n_valid_frames(SAMPLE_RATE)])[0]
         torch.testing.assert_close(sliced, alone, atol=1e-5, rtol=0)
     assert n_valid_frames(SAMPLE_RATE) == 98 and n_valid_frames(399) == 0
+
+
+def test_shared_frames_reuse_what_consecutive_streaming_spans_share():
+    signal = torch.from_numpy(speechlike(6.0, seed=4))
+    window, hop = 24000, 1600
+    shared, overlap = SharedFrames(), window - hop
+    spans = [signal[:window], signal[hop : hop + window + 2 * hop], signal[4 * hop : 4 * hop + window]]
+    for span in spans:  # each span begins with the previous span's last `overlap` samples, as streaming's do
+        torch.testing.assert_close(shared(span, overlap), log_mel_power_frames(span[None])[0], atol=1e-5, rtol=0)
+    # the shared frames are taken from the last call, not recomputed: a marked cache shows through ...
+    last_span, last_frames = shared._last
+    shared._last = (last_span, torch.full_like(last_frames, 99.0))
+    following = signal[5 * hop : 5 * hop + window]
+    reused = shared(following, overlap)
+    assert (reused[:, : n_valid_frames(overlap)] == 99.0).all() and (reused[:, n_valid_frames(overlap) :] != 99.0).all()
+    # ... while a span that does not continue the last one is computed whole
+    shared._last = (following, torch.full_like(reused, 99.0))
+    other = torch.from_numpy(speechlike(1.5, seed=5))
+    torch.testing.assert_close(shared(other, overlap), log_mel_power_frames(other[None])[0], atol=1e-5, rtol=0)

@@ -134,3 +134,31 @@ def valid_log_mel(audio: torch.Tensor, n_mels: int = N_MELS) -> torch.Tensor:
     window as log_mel is. Equal, to float32 rounding, to normalise_log_mel of a slice of a longer signal's
     log_mel_power_frames (see wakeword.models.e2e, framing "valid")."""
     return normalise_log_mel(log_mel_power_frames(audio, n_mels))
+
+
+class SharedFrames:
+    """log_mel_power_frames of the spans a stream is scored in, reusing the frames that consecutive spans share.
+
+    Streaming's span k+1 begins with the last `overlap_samples` of span k (the window of context it keeps). That
+    is checked on the samples themselves, so any other signal is simply computed whole: a cache hit cannot give
+    other frames than a miss (to float32 rounding of the matrix products). A live 0.1 s hop then computes its
+    10 new frames, not the window's 148. Thread-safe: the last span and its frames are one attribute.
+    """
+
+    def __init__(self) -> None:
+        self._last: tuple[torch.Tensor, torch.Tensor] | None = None  # (span (n,), its frames (n_mels, n_frames))
+
+    def __call__(self, signal: torch.Tensor, overlap_samples: int) -> torch.Tensor:
+        """signal (n_samples,) -> (n_mels, n_valid_frames(n_samples)), as log_mel_power_frames(signal[None])[0]."""
+        last, kept = self._last, n_valid_frames(overlap_samples)
+        frames = None
+        if last is not None and kept and 0 < overlap_samples <= min(len(signal), len(last[0])):
+            start = len(last[0]) - overlap_samples  # where the shared samples begin in the last span
+            if start % HOP_LENGTH == 0 and torch.equal(signal[:overlap_samples], last[0][start:]):
+                first = start // HOP_LENGTH
+                new = log_mel_power_frames(signal[None, kept * HOP_LENGTH :])[0]
+                frames = torch.cat([last[1][:, first : first + kept], new], dim=1)
+        if frames is None:
+            frames = log_mel_power_frames(signal[None])[0]
+        self._last = (signal.clone(), frames)
+        return frames

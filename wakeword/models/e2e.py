@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from wakeword.audio import HOP_LENGTH, N_MELS
-from wakeword.features import log_mel, log_mel_power_frames, n_valid_frames, normalise_log_mel, valid_log_mel
+from wakeword.features import SharedFrames, log_mel, n_valid_frames, normalise_log_mel, valid_log_mel
 from wakeword.models.base import Detector, DetectorConfig, evaluating, masked_bce
 
 FRAMINGS = ("centred", "valid")
@@ -116,6 +116,7 @@ class E2EDetector(Detector):
                 c_in = c_out
         self.blocks = nn.Sequential(*blocks)
         self.dropout = nn.Dropout(s.dropout)
+        self._shared_frames = SharedFrames()  # streaming's consecutive spans share frames (not saved)
         self.output = nn.Linear(2 * c_in, len(config.wake_words))
         n_parameters = sum(p.numel() for p in self.parameters())
         if n_parameters > MAX_PARAMETERS:
@@ -138,11 +139,12 @@ class E2EDetector(Detector):
     @torch.no_grad()
     def score_strided(self, signal: torch.Tensor, hop_samples: int) -> torch.Tensor:
         """Detector.score_strided; with framing "valid" the frames of the whole signal are computed once and
-        each window takes its slice (a 3.2 s streaming block: 4.2 s of frames instead of 32 windows' worth)."""
+        each window takes its slice (a 3.2 s streaming block: 4.2 s of frames instead of 32 windows' worth), and
+        the frames the previous call's signal shares with this one are reused (a live hop: 10 new frames)."""
         if self.settings.framing != "valid" or hop_samples % HOP_LENGTH:
             return super().score_strided(signal, hop_samples)
         n_windows = (len(signal) - self.config.window_samples) // hop_samples + 1
-        frames = log_mel_power_frames(signal[None])[0]  # (n_mels, n_frames)
+        frames = self._shared_frames(signal, self.config.window_samples - hop_samples)  # (n_mels, n_frames)
         per_window = n_valid_frames(self.config.window_samples)
         windows = frames.unfold(1, per_window, hop_samples // HOP_LENGTH)[:, :n_windows].transpose(0, 1)
         with evaluating(self):
