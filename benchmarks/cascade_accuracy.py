@@ -49,10 +49,13 @@ class Stages:
 
     def __init__(self) -> None:
         self.cache: dict[tuple[str, int], np.ndarray] = {}
+        self.checksums: dict[int, str] = {}  # id(stage 2) -> its weights' checksum, hashed once per model
 
     def __call__(self, cascade, key: int, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         first = first_logits(cascade, audio)
-        stage2 = _checksum(cascade.stage2)
+        if id(cascade.stage2) not in self.checksums:
+            self.checksums[id(cascade.stage2)] = _checksum(cascade.stage2)
+        stage2 = self.checksums[id(cascade.stage2)]
         if (stage2, key) not in self.cache:
             self.cache[(stage2, key)] = stage_logits(cascade, audio, stage1=False)[1]
         return first, self.cache[(stage2, key)]

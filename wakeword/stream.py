@@ -208,7 +208,7 @@ class StreamingDetector:
         import torch  # here, not at the top: wakeword.runtime uses this module without torch
 
         device = next((p.device for p in self.detector.parameters()), torch.device("cpu"))
-        logits = self.detector.score_strided(torch.from_numpy(span.copy()).to(device), self.hop_samples)
+        logits = self.detector.score_strided(torch.from_numpy(span).to(device), self.hop_samples)
         return logits.detach().cpu().double().numpy().reshape(-1, len(self.config.wake_words))
 
     def hop_windows(self, span: np.ndarray) -> np.ndarray:
