@@ -28,7 +28,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling modules,
 import cascade_speed
 
 from wakeword.checkpoint import load_detector
-from wakeword.data.augment import power_law_noise
 from wakeword.stream import score_array
 
 RESULTS = cascade_speed.RESULTS
@@ -40,8 +39,14 @@ MADE_SECONDS, MADE_SEED = 20.0, 12345
 
 def made_noise(exponent: float, level_db: float, seconds: float, seed: int) -> np.ndarray:
     """Stationary 1/f^exponent noise at an RMS of level_db dBFS, (n_samples,) float32 in [-1, 1]."""
-    noise = power_law_noise(int(seconds * cascade_speed.SAMPLE_RATE), exponent, np.random.default_rng(seed))
-    return np.clip(noise * 10.0 ** (level_db / 20.0), -1.0, 1.0).astype(np.float32)
+    n = int(seconds * cascade_speed.SAMPLE_RATE)
+    spectrum = np.fft.rfft(np.random.default_rng(seed).standard_normal(n))
+    frequencies = np.fft.rfftfreq(n, 1.0 / cascade_speed.SAMPLE_RATE)
+    spectrum[1:] *= frequencies[1:] ** (-exponent / 2.0)
+    spectrum[0] = 0.0
+    noise = np.fft.irfft(spectrum, n)
+    noise *= 10.0 ** (level_db / 20.0) / np.sqrt((noise**2).mean())
+    return np.clip(noise, -1.0, 1.0).astype(np.float32)
 
 
 def streams(minutes: float) -> dict[str, np.ndarray]:

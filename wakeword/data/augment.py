@@ -184,14 +184,10 @@ def coloured_noise(n_samples: int, colour: str, rng: np.random.Generator) -> np.
     """White, pink (1/f power) or brown (1/f^2 power) Gaussian noise with unit RMS, (n_samples,)."""
     if colour not in COLOURS:
         raise ValueError(f"unknown noise colour {colour!r}; expected one of {COLOURS}")
-    return power_law_noise(n_samples, float(COLOURS.index(colour)), rng)
-
-
-def power_law_noise(n_samples: int, exponent: float, rng: np.random.Generator) -> np.ndarray:
-    """Gaussian noise whose power falls as 1/f^exponent (0 white, 1 pink, 2 brown), unit RMS, (n_samples,)."""
     spectrum = np.fft.rfft(rng.standard_normal(n_samples))
     freqs = np.fft.rfftfreq(n_samples, d=1.0 / SAMPLE_RATE)
-    spectrum *= 1.0 / np.maximum(freqs, 20.0) ** (exponent / 2.0)  # flat below 20 Hz: no DC blow-up
+    exponent = COLOURS.index(colour) / 2.0  # amplitude ~ f^-0, f^-1/2, f^-1
+    spectrum *= 1.0 / np.maximum(freqs, 20.0) ** exponent  # flat below 20 Hz: no DC blow-up
     noise = np.fft.irfft(spectrum, n=n_samples)
     return (noise / (np.sqrt(np.mean(noise**2)) + _EPS)).astype(np.float32)
 
