@@ -161,6 +161,12 @@ def measure_one(
     cascade = load_detector(model)
     detector = {"cascade": cascade, "stage1": cascade.stage1, "stage2": cascade.stage2}[which]
     streamer, cpu, n_samples, n_hops, n_events = StreamingDetector(detector), 0.0, 0, 0, 0
+    # not timed: the first calls load stage 2's onnxruntime encoder and trace stage 1's graph (once, ~1 s)
+    cascade.stage2.score(torch.zeros(1, cascade.config.window_samples))
+    for _ in range(20):
+        streamer.process(np.zeros(int(block_seconds * SAMPLE_RATE), dtype=np.float32))
+    streamer.reset()
+    cascade.stage2_windows = 0
     stream = speech_stream if condition == "speech" else quiet_stream
     for piece in stream(minutes * 60):
         step = int(block_seconds * SAMPLE_RATE)
