@@ -317,3 +317,21 @@ def test_a_trained_detector_becomes_stage2_as_it_is(trained, cascade, tmp_path):
     assert built.config.thresholds == cascade.stage2.config.thresholds
     audio = torch.from_numpy(_noise(1.5, 15)[None])
     torch.testing.assert_close(built.stage2.score(audio), cascade.stage2.score(audio))
+
+
+def test_the_cascade_test_counts_near_misses_apart_as_stage2s_test_does(trained, cascade, tmp_path, tts):
+    """Both reports of one folder count the same negatives: synthetic near misses are recorded apart
+    (calibration ... test_near_misses), never as false accepts in the FA/h of the held-out split."""
+    from wakeword.distill import _test_report
+
+    data = DataSet.create(tmp_path / "data")
+    data.add_audio(tts(WORD, variant="m4"), {WORD: 1}, source="synth", speaker="t0")
+    data.add_audio(tts("good evening", variant="m4"), {WORD: 0}, source="synth", speaker="t0")
+    for text in ("hey commuter", "hey compute"):
+        data.add_audio(tts(text, variant="f3"), {WORD: 0}, source="synth", speaker="t1", meta={"kind": "near"})
+    pairs = [(clip, data.root) for clip in data.clips()]
+    copy = load_detector(trained[0])
+    words = _test_report(copy, trained[1], pairs, tmp_path / "out")
+    assert (words[WORD].n_positive, words[WORD].n_negative) == (1, 1)
+    assert copy.config.calibration["words"][WORD]["test_near_misses"]["n_near_misses"] == 2
+    assert copy.config.training["test"][WORD]["n_negative"] == 1
