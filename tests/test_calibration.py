@@ -97,6 +97,33 @@ def test_int8_first_pass_gives_the_float32_thresholds(tts, tiny_whisper_dir, tmp
     assert list((tmp_path / "cache" / "onnx-encoders").glob("*-int8-*.onnx"))
 
 
+def test_long_tracks_are_float32_wherever_a_fixed_threshold_can_fire(
+    tts, tiny_whisper_dir, tmp_path, monkeypatch, capsys
+):
+    """A cascade's gate asks where stage 2 reaches its (fixed) threshold: int8 first, float32 from the floor up,
+    so the firing hops are exactly a float32 pass's; a tiny margin falls back to float32 everywhere."""
+    from wakeword import calibration
+
+    model, pairs = _long_audio_model(tts, tiny_whisper_dir, tmp_path, monkeypatch)
+    values = np.concatenate([s.track[:, 0] for s in calibration.score_long(model, pairs)])
+    margin = float(np.ptp(values)) / 3  # the tiny random head's logits span a fraction of a logit
+    monkeypatch.setattr(calibration, "REFINE_MARGIN_LOGITS", margin)
+    monkeypatch.setattr(calibration, "INT8_ERROR_ALLOWANCE", 0.0)
+    threshold = float(np.quantile(values, 0.9))
+    got = np.concatenate(
+        [s.track[:, 0] for s in calibration.score_long_above(model, pairs, np.array([threshold - margin]))]
+    )
+    np.testing.assert_array_equal(got >= threshold, values >= threshold)
+    above = got >= threshold - margin
+    np.testing.assert_allclose(got[above], values[above], atol=1e-6)
+    assert np.abs(got - values).max() > 1e-5  # the hops far below stayed int8
+    assert "not conclusive" not in capsys.readouterr().out
+    monkeypatch.setattr(calibration, "REFINE_MARGIN_LOGITS", 1e-6)
+    again = calibration.score_long_above(model, pairs, np.array([threshold - 1e-6]))
+    assert "not conclusive" in capsys.readouterr().out
+    np.testing.assert_array_equal(np.concatenate([s.track[:, 0] for s in again]), values)
+
+
 def test_inconclusive_int8_pass_is_redone_in_float32(tts, tiny_whisper_dir, tmp_path, monkeypatch, capsys):
     from wakeword import calibration
 

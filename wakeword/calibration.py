@@ -142,6 +142,24 @@ def calibrate_on_long_audio(
     return calibrate(config, [*val, *long], target, refractory_seconds), long
 
 
+def score_long_above(model: Detector, pairs: Sequence[ClipPair], floors: np.ndarray) -> list[Scored]:
+    """Tracks of long audio whose every hop at or above `floors` ((n_words,) logits) is a float32 score, and
+    every other hop provably below them: what a caller needs that only asks which hops reach a FIXED threshold
+    (floors = threshold - REFINE_MARGIN_LOGITS; a cascade's gate asks where stage 2 fires).
+
+    As `calibrate_on_long_audio`: an int8 first pass (its frames usually in the disk cache from the model's own
+    calibration), float32 on every hop whose int8 logit reaches the floor; when the int8 error seen there is
+    not well inside the margin, the whole audio again in float32."""
+    if not pairs or int8_encoder(model) is None:
+        return score_long(model, pairs)
+    rough = score_long(model, pairs, int8=True)
+    refined, error = _refine(model, pairs, rough, np.asarray(floors, np.float64))
+    if 2 * error + INT8_ERROR_ALLOWANCE < REFINE_MARGIN_LOGITS / 2:
+        return refined
+    print(f"long audio: int8 first pass not conclusive (largest int8 error {error:.2f}); scoring in float32")
+    return score_long(model, pairs)
+
+
 def _refine(
     model: Detector, pairs: Sequence[ClipPair], rough: Sequence[Scored], floors: np.ndarray
 ) -> tuple[list[Scored], float]:
