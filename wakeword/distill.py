@@ -171,12 +171,26 @@ def coloured_noise_windows(n: int, n_samples: int, seed: int) -> np.ndarray:
     return np.concatenate(out) if out else np.zeros((0, n_samples), np.float32)
 
 
+def split_longform(pairs: Sequence[ClipPair], spec: CascadeSpec) -> tuple[list[Path], list[ClipPair]]:
+    """(files distilled as unlabelled audio, segments the gate is calibrated on) of the synthetic long form.
+
+    A recipe without distill_audio (the quickstart: synthetic clips only) would give stage 1 no running speech
+    to learn stage 2's view of; every k-th segment (k from longform_share) goes to distillation instead, the
+    rest to the gate, so the call rate the gate records is measured on speech stage 1 did not hear."""
+    if spec.distill_audio or spec.longform_share <= 0 or len(pairs) < 2:
+        return [], list(pairs)
+    every = max(2, round(1.0 / min(spec.longform_share, 0.5)))
+    distilled = [root / clip.path for i, (clip, root) in enumerate(pairs) if i % every == 0]
+    return distilled, [pair for i, pair in enumerate(pairs) if i % every != 0]
+
+
 def _folders_files(paths: Sequence[str]) -> list[Path]:
     return long_audio_files(paths) if paths else []
 
 
 def distillation_set(cascade: CascadeDetector, recipe: Recipe, pairs: Sequence[ClipPair], train: bool,
-                     negative_files: Sequence[Path] = ()) -> DistillSet:  # fmt: skip
+                     negative_files: Sequence[Path] = (),
+                     unlabelled_files: Sequence[Path] = ()) -> DistillSet:  # fmt: skip
     """Stage-2-labelled windows of clips (+ unlabelled and negative audio when `train`)."""
     spec, stage2, words = recipe.model.cascade, cascade.stage2, cascade.wake_words
     augment = AugmentSettings(**{**recipe.train.augment, "noise_dirs": recipe.data.noise_dirs,
@@ -189,7 +203,8 @@ def distillation_set(cascade: CascadeDetector, recipe: Recipe, pairs: Sequence[C
     parts = [(audio, labels, mask)]
     if train:
         n = spec.max_distill_windows
-        unknown = _audio_windows(_folders_files(spec.distill_audio), stage2.config, n // 2, recipe.train.seed)
+        unlabelled = [*_folders_files(spec.distill_audio), *unlabelled_files]
+        unknown = _audio_windows(unlabelled, stage2.config, n // 2, recipe.train.seed)
         negative = _audio_windows(list(negative_files), stage2.config, n - len(unknown), recipe.train.seed + 1)
         made = coloured_noise_windows(spec.noise_windows, stage2.config.window_samples, recipe.train.seed)
         negative = np.concatenate([negative, quieter_windows(negative, spec.quiet_share, recipe.train.seed), made])
@@ -249,11 +264,13 @@ def cascade_config(recipe: Recipe, stage1: DetectorConfig, stage2: DetectorConfi
 
 def distill(cascade: CascadeDetector, recipe: Recipe, train_pairs: Sequence[ClipPair],
             val_pairs: Sequence[ClipPair], negative_files: Sequence[Path], state_dir: Path,
-            on_epoch_end: Callable[[dict[str, float]], None] | None = None) -> list[dict[str, float]]:  # fmt: skip
-    """Train stage 1 on stage 2's scores (stage 2 frozen) with the one trainer; returns the history."""
+            on_epoch_end: Callable[[dict[str, float]], None] | None = None,
+            unlabelled_files: Sequence[Path] = ()) -> list[dict[str, float]]:  # fmt: skip
+    """Train stage 1 on stage 2's scores (stage 2 frozen) with the one trainer; returns the history.
+    unlabelled_files: audio distilled besides the recipe's distill_audio (see split_longform)."""
     cascade.stage2.requires_grad_(False)
     with timed("distillation data"):
-        train_set = distillation_set(cascade, recipe, train_pairs, True, negative_files)
+        train_set = distillation_set(cascade, recipe, train_pairs, True, negative_files, unlabelled_files)
         val_set = distillation_set(cascade, recipe, val_pairs, False)
     print(f"distillation: {len(train_set)} training and {len(val_set)} validation windows", flush=True)
     counts = train_set.counts()
@@ -365,10 +382,11 @@ def train_cascade(recipe: Recipe, out_dir: Path, on_epoch_end: Callable[[dict[st
     stage1 = get_family(spec.stage1_family).build_model(stage1_config(spec, stage2.config))
     cascade = CascadeDetector(cascade_config(recipe, stage1.config, stage2.config), stage1, stage2)
     negative_files = [root / c.path for c, root in long_train] + _folders_files(recipe.data.noise_dirs)
+    longform_distilled, longform_gate = split_longform(calibration_longform(recipe), spec)
     history = distill(cascade, recipe, [*splits.train, *hard], splits.val or splits.train, negative_files,
-                      out_dir / STATE_DIR / "stage1", on_epoch_end)  # fmt: skip
+                      out_dir / STATE_DIR / "stage1", on_epoch_end, longform_distilled)  # fmt: skip
     cascade.eval()
-    gate = calibrate_gate(cascade, spec, splits.val or splits.train, [*long_calibration, *calibration_longform(recipe)])
+    gate = calibrate_gate(cascade, spec, splits.val or splits.train, [*long_calibration, *longform_gate])
     _print_gate(gate)
     cascade.config = _with_gate(cascade.config, gate)
     cascade.gate = gate

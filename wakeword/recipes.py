@@ -101,6 +101,11 @@ class CascadeSpec:
         "files or folders of unlabelled audio (speech, noise) that stage 2 labels for stage 1", ()
     )
     max_distill_windows: int = _help("unlabelled windows cut from distill_audio and negative audio, at most", 4000)
+    longform_share: float = _help(
+        "with no distill_audio: share of the synthetic long-form calibration segments distilled (unlabelled) "
+        "instead of calibrating the gate, so stage 1 hears running speech",
+        0.5,
+    )
     quiet_share: float = _help(
         "share of the known-negative windows distilled again 20-60 dB quieter, with 1% digital silence", 0.25
     )
