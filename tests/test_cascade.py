@@ -14,7 +14,7 @@ import torch
 from wakeword.audio import SAMPLE_RATE
 from wakeword.checkpoint import ModelError, load_detector, save_detector
 from wakeword.data.clips import DataSet
-from wakeword.distill import coloured_noise_windows, gate_for, quieter_windows
+from wakeword.distill import coloured_noise_windows, gate_for, quieter_windows, split_longform
 from wakeword.evaluate import padded_clip
 from wakeword.models.base import DetectorConfig
 from wakeword.models.cascade import CascadeDetector
@@ -335,3 +335,19 @@ def test_the_cascade_test_counts_near_misses_apart_as_stage2s_test_does(trained,
     assert (words[WORD].n_positive, words[WORD].n_negative) == (1, 1)
     assert copy.config.calibration["words"][WORD]["test_near_misses"]["n_near_misses"] == 2
     assert copy.config.training["test"][WORD]["n_negative"] == 1
+
+
+def test_the_long_form_is_split_between_distillation_and_the_gate_only_without_distill_audio():
+    from types import SimpleNamespace
+
+    from wakeword.recipes import CascadeSpec
+
+    root = Path("/longform")
+    pairs = [(SimpleNamespace(path=f"{i}.wav"), root) for i in range(6)]
+    distilled, gate = split_longform(pairs, CascadeSpec())  # share 0.5: every other segment
+    assert distilled == [root / "0.wav", root / "2.wav", root / "4.wav"]
+    assert [c.path for c, _ in gate] == ["1.wav", "3.wav", "5.wav"]
+    distilled, gate = split_longform(pairs, CascadeSpec(longform_share=0.25))
+    assert distilled == [root / "0.wav", root / "4.wav"] and len(gate) == 4
+    for spec in (CascadeSpec(distill_audio=("speech",)), CascadeSpec(longform_share=0.0)):
+        assert split_longform(pairs, spec) == ([], pairs)  # the gate keeps every segment
