@@ -51,18 +51,25 @@ def weights_key(module: nn.Module, n_samples: int) -> str:
     return digest.hexdigest()[:24]
 
 
+def cpu_session(graph: Path | bytes, threads: int) -> object:
+    """An onnxruntime CPU session of an ONNX file or its bytes, with `threads` intra-op threads that sleep
+    rather than spin between calls (the cores are shared with the audio thread and everything else)."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = max(1, threads)
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    source = graph if isinstance(graph, bytes) else str(graph)
+    return onnxruntime.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+
+
 class OnnxFrames:
     """One onnxruntime session: audio (batch, n_samples) float32 numpy -> frames (batch, n_frames, dim) float32."""
 
     def __init__(self, path: Path, threads: int) -> None:
-        import onnxruntime
-
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = max(1, threads)
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # no busy-waiting on shared cores
-        self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.session = cpu_session(path, threads)
         self.threads = threads
 
     def __call__(self, audio: np.ndarray) -> np.ndarray:

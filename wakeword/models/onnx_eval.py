@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from wakeword.encoders.onnx_frames import OPSET, enabled
+from wakeword.encoders.onnx_frames import OPSET, cpu_session, enabled
 
 CHECK_TOLERANCE = 1e-4  # max output difference from torch on the check inputs, relative to the largest output
 
@@ -86,8 +86,6 @@ class EvalGraph:
 
     def _build(self, module: nn.Module, threads: int) -> object | None:
         try:
-            import onnxruntime
-
             traced = _Traced(module, self.function).eval()
             buffer = io.BytesIO()
             with warnings.catch_warnings(), torch.no_grad():
@@ -102,11 +100,7 @@ class EvalGraph:
                     output_names=["y"],
                     dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}},
                 )
-            options = onnxruntime.SessionOptions()
-            options.intra_op_num_threads, options.inter_op_num_threads = max(1, threads), 1
-            options.log_severity_level = 3
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # no busy-waiting
-            session = onnxruntime.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
+            session = cpu_session(buffer.getvalue(), threads)
             check = torch.from_numpy(np.random.default_rng(0).uniform(-6.0, 1.0, (3, *self.item_shape)))
             with torch.no_grad():
                 expected = traced(check.float()).numpy()
