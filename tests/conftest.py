@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pytest
@@ -11,22 +11,28 @@ from transformers import WhisperConfig, WhisperModel
 
 
 @pytest.fixture(scope="session")
-def tts() -> Callable[..., np.ndarray]:
+def tts() -> Iterator[Callable[..., np.ndarray]]:
     """say(text, accent="en-US", variant="", speed=1.0, pitch=0.5, pitch_range=0.5) -> (n_samples,) float32
-    at 16 kHz. Cached per arguments for the session: callers must not modify the returned array."""
+    at 16 kHz. Cached per arguments for the session: callers must not modify the returned array.
+
+    Each utterance is rendered in a fresh process forked from wakeword.data.render's zygote with one seed:
+    espeak-ng keeps state from one utterance to the next, so in this process the same call gave other audio
+    after other tests had synthesised (and a tiny model trained on it came out differently with test order)."""
+    from wakeword.data.render import Renderer
     from wakeword.data.tts import EspeakBackend, Voice, VoiceSettings
 
-    backend = EspeakBackend()
+    renderer = Renderer(EspeakBackend(), workers=1)
 
     @functools.lru_cache(maxsize=256)
     def say(text: str, accent: str = "en-US", variant: str = "", speed: float = 1.0, pitch: float = 0.5,
             pitch_range: float = 0.5) -> np.ndarray:  # fmt: skip
         voice = Voice(f"espeak:{accent}{'+' + variant if variant else ''}", "espeak", accent, variant)
-        audio = backend.synthesize(text, VoiceSettings(voice, speed, pitch, pitch_range))
+        (audio,) = renderer.render([(text, VoiceSettings(voice, speed, pitch, pitch_range))], seed=0, stream=0)
         audio.flags.writeable = False
         return audio
 
-    return say
+    yield say
+    renderer.close()
 
 
 @pytest.fixture(scope="session")
