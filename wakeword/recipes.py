@@ -102,8 +102,8 @@ class CascadeSpec:
     )
     max_distill_windows: int = _help("unlabelled windows cut from distill_audio and negative audio, at most", 4000)
     longform_share: float = _help(
-        "with no distill_audio: share of the synthetic long-form calibration segments distilled (unlabelled) "
-        "instead of calibrating the gate, so stage 1 hears running speech",
+        "with no distill_audio: share (at most 0.5) of the synthetic long-form calibration segments distilled, "
+        "unlabelled, instead of calibrating the gate, so stage 1 hears running speech",
         0.5,
     )
     quiet_share: float = _help(
