@@ -15,6 +15,7 @@ WAKEWORD_ENCODER_BACKEND=torch turns it off.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import tempfile
@@ -76,24 +77,33 @@ class OnnxFrames:
         return self.session.run(None, {"audio": np.ascontiguousarray(audio, dtype=np.float32)})[0]
 
 
+def trace_graph(
+    module: nn.Module, item_shape: tuple[int, ...], target: str | io.BytesIO, names: tuple[str, str]
+) -> None:
+    """Trace `module` (one input (batch, *item_shape) -> one output (batch, ...)) into an ONNX graph at `target`
+    (a path or a buffer), the batch axis dynamic; names: (input name, output name)."""
+    source, result = names
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer warnings
+        torch.onnx.export(
+            module,
+            (torch.zeros(2, *item_shape),),
+            target,
+            dynamo=False,
+            opset_version=OPSET,
+            input_names=[source],
+            output_names=[result],
+            dynamic_axes={source: {0: "batch"}, result: {0: "batch"}},
+        )
+
+
 def _export(module: nn.Module, n_samples: int, path: Path) -> None:
     """Trace `module` (audio (batch, n_samples) -> frames) to `path` atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, staging = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".onnx.tmp")
     os.close(fd)
     try:
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer warnings
-            torch.onnx.export(
-                module,
-                (torch.zeros(2, n_samples),),
-                staging,
-                dynamo=False,
-                opset_version=OPSET,
-                input_names=["audio"],
-                output_names=["frames"],
-                dynamic_axes={"audio": {0: "batch"}, "frames": {0: "batch"}},
-            )
+        trace_graph(module, (n_samples,), staging, ("audio", "frames"))
         os.replace(staging, path)
     finally:
         Path(staging).unlink(missing_ok=True)

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from wakeword.encoders.onnx_frames import OPSET, cpu_session, enabled
+from wakeword.encoders.onnx_frames import cpu_session, enabled, trace_graph
 
 CHECK_TOLERANCE = 1e-4  # max output difference from torch on the check inputs, relative to the largest output
 
@@ -88,18 +88,7 @@ class EvalGraph:
         try:
             traced = _Traced(module, self.function).eval()
             buffer = io.BytesIO()
-            with warnings.catch_warnings(), torch.no_grad():
-                warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer warnings
-                torch.onnx.export(
-                    traced,
-                    (torch.zeros(2, *self.item_shape),),
-                    buffer,
-                    dynamo=False,
-                    opset_version=OPSET,
-                    input_names=["x"],
-                    output_names=["y"],
-                    dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}},
-                )
+            trace_graph(traced, self.item_shape, buffer, ("x", "y"))
             session = cpu_session(buffer.getvalue(), threads)
             check = torch.from_numpy(np.random.default_rng(0).uniform(-6.0, 1.0, (3, *self.item_shape)))
             with torch.no_grad():
