@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+import numpy as np
 import torch
 import torchaudio
 
@@ -136,8 +137,32 @@ def valid_log_mel(audio: torch.Tensor, n_mels: int = N_MELS) -> torch.Tensor:
     return normalise_log_mel(log_mel_power_frames(audio, n_mels))
 
 
+@lru_cache(maxsize=1)
+def _hann_window_numpy() -> np.ndarray:
+    return torch.hann_window(N_FFT, periodic=True).numpy()
+
+
+def log_mel_power_frames_numpy(signal: np.ndarray) -> np.ndarray:
+    """log_mel_power_frames of one signal, for scoring (no gradients):
+    (n_samples,) float32 numpy -> (n_mels=N_MELS, n_valid_frames(n_samples)) float32 numpy, a transposed view.
+
+    numpy's FFT (pocketfft) and one torch matrix product for the mel filters: equal to the DFT-matrix form to
+    float32 rounding (1e-6 in log10 power), and cheaper. A live hop's 10 new frames take 0.035 ms here where
+    torch's dozen small ops take 0.09 ms, and a cascade's stage 1 computes them on every hop (one thread). The
+    filter product stays in torch so that it runs on torch's threads: numpy's BLAS would start threads of its
+    own, which spin between a live stream's calls and doubled stage 1's CPU time."""
+    n_frames = n_valid_frames(len(signal))
+    signal = np.ascontiguousarray(signal, dtype=np.float32)
+    frames = np.lib.stride_tricks.as_strided(
+        signal, (n_frames, N_FFT), (HOP_LENGTH * 4, 4), writeable=False
+    )  # float32: 4 bytes
+    spectrum = np.fft.rfft(frames * _hann_window_numpy(), axis=1)  # (n_frames, N_FREQS) complex64
+    power = torch.from_numpy(spectrum.real * spectrum.real + spectrum.imag * spectrum.imag)
+    return np.log10(np.maximum((power @ mel_filters()).numpy(), 1e-10)).T
+
+
 class SharedFrames:
-    """log_mel_power_frames of the spans a stream is scored in, reusing the frames that consecutive spans share.
+    """log_mel_power_frames_numpy of the spans a stream is scored in, reusing the frames consecutive spans share.
 
     Streaming's span k+1 begins with the last `overlap_samples` of span k (the window of context it keeps). That
     is checked on the samples themselves, so any other signal is simply computed whole: a cache hit cannot give
@@ -146,19 +171,19 @@ class SharedFrames:
     """
 
     def __init__(self) -> None:
-        self._last: tuple[torch.Tensor, torch.Tensor] | None = None  # (span (n,), its frames (n_mels, n_frames))
+        self._last: tuple[np.ndarray, np.ndarray] | None = None  # (span (n,), its frames (n_mels, n_frames))
 
-    def __call__(self, signal: torch.Tensor, overlap_samples: int) -> torch.Tensor:
-        """signal (n_samples,) -> (n_mels, n_valid_frames(n_samples)), as log_mel_power_frames(signal[None])[0]."""
+    def __call__(self, signal: np.ndarray, overlap_samples: int) -> np.ndarray:
+        """signal (n_samples,) float32 -> (n_mels, n_valid_frames(n_samples)), as log_mel_power_frames_numpy."""
         last, kept = self._last, n_valid_frames(overlap_samples)
         frames = None
         if last is not None and kept and 0 < overlap_samples <= min(len(signal), len(last[0])):
             start = len(last[0]) - overlap_samples  # where the shared samples begin in the last span
-            if start % HOP_LENGTH == 0 and torch.equal(signal[:overlap_samples], last[0][start:]):
+            if start % HOP_LENGTH == 0 and np.array_equal(signal[:overlap_samples], last[0][start:]):
                 first = start // HOP_LENGTH
-                new = log_mel_power_frames(signal[None, kept * HOP_LENGTH :])[0]
-                frames = torch.cat([last[1][:, first : first + kept], new], dim=1)
+                new = log_mel_power_frames_numpy(signal[kept * HOP_LENGTH :])
+                frames = np.concatenate([last[1][:, first : first + kept], new], axis=1)
         if frames is None:
-            frames = log_mel_power_frames(signal[None])[0]
-        self._last = (signal.clone(), frames)
+            frames = np.ascontiguousarray(log_mel_power_frames_numpy(signal))
+        self._last = (signal.copy(), frames)
         return frames

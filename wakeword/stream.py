@@ -150,6 +150,10 @@ class StreamingDetector:
         merged = {word: config.threshold(word) for word in config.wake_words} | dict(thresholds or {})
         self.thresholds = {word: float(value) for word, value in merged.items()}
         self._triggers = [_WordTrigger(w, self.thresholds[w], timing, wait_for_peak) for w in config.wake_words]
+        # where the detector's weights are (read on every call: .to() moves a parameter, it does not replace it);
+        # ONNX runtime detectors have none
+        parameters = getattr(detector, "parameters", None)
+        self._first_parameter = next(iter(parameters()), None) if parameters is not None else None
         self.reset()
 
     def reset(self) -> None:
@@ -172,6 +176,8 @@ class StreamingDetector:
         if audio.ndim != 1:
             raise ValueError(f"expected mono audio of shape (n_samples,), got {audio.shape}")
         step = self.batch_hops * self.hop_samples
+        if len(audio) <= step:  # a live block: one piece, nothing to merge
+            return self._process_piece(audio)
         results = [self._process_piece(audio[start : start + step]) for start in range(0, len(audio), step)]
         return _merge(results, len(self.config.wake_words))
 
@@ -207,7 +213,7 @@ class StreamingDetector:
         subclasses that score other models override this."""
         import torch  # here, not at the top: wakeword.runtime uses this module without torch
 
-        device = next((p.device for p in self.detector.parameters()), torch.device("cpu"))
+        device = self._first_parameter.device if self._first_parameter is not None else torch.device("cpu")
         logits = self.detector.score_strided(torch.from_numpy(span).to(device), self.hop_samples)
         return logits.detach().cpu().double().numpy().reshape(-1, len(self.config.wake_words))
 

@@ -64,7 +64,7 @@ def test_copies_and_pickles_start_without_a_graph():
 
 def test_not_used_in_training_mode_nor_when_turned_off(monkeypatch):
     model = valid_model()
-    power = torch.rand(2, 80, 48) * -6
+    power = (np.random.default_rng(0).random((2, 80, 48)) * -6).astype(np.float32)
     model.train()
     assert model._scoring_graph(model, power) is None
     model.eval()
@@ -73,5 +73,9 @@ def test_not_used_in_training_mode_nor_when_turned_off(monkeypatch):
     monkeypatch.delenv("WAKEWORD_ENCODER_BACKEND")
     graphed = model._scoring_graph(model, power)
     with torch.no_grad():
-        torch.testing.assert_close(graphed, _normalised_network(model, power), atol=1e-5, rtol=0)
-    assert model._scoring_graph(model, torch.rand(2, 80, 47)) is None  # another window length: torch
+        reference = _normalised_network(model, torch.from_numpy(power)).numpy()
+    np.testing.assert_allclose(graphed, reference, atol=1e-5, rtol=0)
+    assert model._scoring_graph(model, power[:, :, :47].copy()) is None  # another window length: torch
+    assert model._scoring_graph(model, power.astype(np.float64)) is None  # another dtype: torch
+    model.double()
+    assert model._scoring_graph(model, power) is None  # float64 weights: a float32 graph cannot stand for them

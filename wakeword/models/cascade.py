@@ -24,9 +24,11 @@ threshold still order hops by the cheap model's belief (DET curves, mining near 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 
 from wakeword.models.base import Detector, DetectorConfig, evaluating, masked_bce, strided_windows
@@ -101,6 +103,7 @@ class CascadeDetector(Detector):
         self.gate = GateSettings.from_dict(config.head.get("gate", {}))
         self.distillation = DistillSettings.from_dict(config.head.get("distillation", {}))
         self.stage2_windows = 0
+        self._cached_limits: tuple | None = None
 
     @property
     def stage1_samples(self) -> int:
@@ -109,11 +112,23 @@ class CascadeDetector(Detector):
 
     def gate_logits(self) -> torch.Tensor:
         """(n_words,) gate per word; a word never calibrated has gate -inf (stage 2 always runs)."""
-        return torch.tensor([self.gate.logits.get(w, float("-inf")) for w in self.wake_words])
+        return torch.from_numpy(self._limits()[0].copy())
 
     def unseen_ceiling(self) -> torch.Tensor:
         """(n_words,) the highest score an unseen hop may get: threshold - unseen_margin (logits)."""
-        return torch.tensor([self.config.threshold(w) - self.gate.unseen_margin for w in self.wake_words])
+        return torch.from_numpy(self._limits()[1].copy())
+
+    def _limits(self) -> tuple[np.ndarray, np.ndarray]:
+        """(gate logits, unseen ceiling) float32, made again only when the gate or the config is replaced (a live
+        hop would otherwise build both on every call)."""
+        cached = self._cached_limits  # (gate settings, config, gate logits, unseen ceiling)
+        if cached is None or cached[0] is not self.gate or cached[1] is not self.config:
+            gate = np.array([self.gate.logits.get(w, float("-inf")) for w in self.wake_words], np.float32)
+            ceiling = np.array(
+                [self.config.threshold(w) - self.gate.unseen_margin for w in self.wake_words], np.float32
+            )
+            cached = self._cached_limits = (self.gate, self.config, gate, ceiling)
+        return cached[2], cached[3]
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         """audio (batch, window_samples) float32 16 kHz -> logits (batch, n_words)."""
@@ -122,20 +137,31 @@ class CascadeDetector(Detector):
     @torch.no_grad()
     def score_strided(self, signal: torch.Tensor, hop_samples: int) -> torch.Tensor:
         """Detector.score_strided: stage 1 over the strided windows' ends (sharing its frames where its family
-        can), stage 2 only on the windows whose gate opens."""
-        windows = strided_windows(signal, self.config.window_samples, hop_samples)
+        can), stage 2 only on the windows whose gate opens (cut from signal only then)."""
+        if len(signal) < self.config.window_samples:
+            raise ValueError(f"a signal of {len(signal)} samples holds no window of {self.config.window_samples}")
         stage1_span = signal[self.config.window_samples - self.stage1_samples :]
         with evaluating(self):
-            return self._second_where_open(self.stage1.score_strided(stage1_span, hop_samples), windows)
+            first = self.stage1.score_strided(stage1_span, hop_samples)
+            return self._second_where_open(
+                first, lambda: strided_windows(signal, self.config.window_samples, hop_samples)
+            )
 
-    def _second_where_open(self, first: torch.Tensor, windows: torch.Tensor) -> torch.Tensor:
-        """Stage-1 logits (batch, n_words) of windows (batch, window_samples) -> the cascade's logits."""
-        opened = (first >= self.gate_logits().to(first)).any(dim=1)
-        scores = torch.minimum(first, self.unseen_ceiling().to(first))
-        if bool(opened.any()):
+    def _second_where_open(
+        self, first: torch.Tensor, windows: torch.Tensor | Callable[[], torch.Tensor]
+    ) -> torch.Tensor:
+        """Stage-1 logits (batch, n_words) of windows (batch, window_samples), or a function making them only when
+        a gate opens (a live hop on silence cuts none) -> the cascade's logits (batch, n_words)."""
+        gate, ceiling = self._limits()  # numpy (n_words,): a live hop's few comparisons cost less than torch ops
+        logits = first.detach().cpu().numpy()
+        opened = (logits >= gate).any(axis=1)
+        scores = np.minimum(logits, ceiling)
+        if opened.any():
+            windows = windows() if callable(windows) else windows
             self.stage2_windows += int(opened.sum())
-            scores[opened] = self.stage2(windows[opened].contiguous()).to(scores)
-        return scores
+            second = self.stage2(windows[torch.from_numpy(opened).to(windows.device)].contiguous())
+            scores[opened] = second.detach().cpu().numpy()
+        return torch.from_numpy(scores).to(first.device)
 
     def saved_state(self) -> dict[str, torch.Tensor]:
         """Both stages' stored weights, prefixed by stage (stage 2 without a frozen pretrained encoder)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -144,15 +145,19 @@ class E2EDetector(Detector):
         """Detector.score_strided; with framing "valid" the frames of the whole signal are computed once and
         each window takes its slice (a 3.2 s streaming block: 4.2 s of frames instead of 32 windows' worth), and
         the frames the previous call's signal shares with this one are reused (a live hop: 10 new frames)."""
-        if self.settings.framing != "valid" or hop_samples % HOP_LENGTH:
+        if self.settings.framing != "valid" or hop_samples % HOP_LENGTH or signal.device.type != "cpu":
             return super().score_strided(signal, hop_samples)
         n_windows = (len(signal) - self.config.window_samples) // hop_samples + 1
-        frames = self._shared_frames(signal, self.config.window_samples - hop_samples)  # (n_mels, n_frames)
+        overlap = self.config.window_samples - hop_samples
+        frames = self._shared_frames(signal.detach().float().numpy(), overlap)  # (n_mels, n_frames), numpy
         per_window = n_valid_frames(self.config.window_samples)
-        windows = frames.unfold(1, per_window, hop_samples // HOP_LENGTH)[:, :n_windows].transpose(0, 1)
+        windows = np.lib.stride_tricks.sliding_window_view(frames, per_window, axis=1)[:, :: hop_samples // HOP_LENGTH]
+        windows = np.ascontiguousarray(windows[:, :n_windows].transpose(1, 0, 2))  # (n_windows, n_mels, per_window)
         with evaluating(self):
             logits = self._scoring_graph(self, windows)
-            return logits if logits is not None else _normalised_network(self, windows)
+            if logits is not None:
+                return torch.from_numpy(logits)
+            return _normalised_network(self, torch.from_numpy(windows).to(self.output.weight))
 
 
 def _normalised_network(model: E2EDetector, power: torch.Tensor) -> torch.Tensor:

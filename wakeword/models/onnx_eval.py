@@ -47,11 +47,16 @@ def weights_version(tensors: list[torch.Tensor]) -> tuple[tuple[int, int], ...]:
     return tuple((t.data_ptr(), t._version) for t in tensors)
 
 
+def _cpu_float32(module: nn.Module) -> bool:
+    """Whether every parameter is a CPU float32 tensor (the only weights a CPU float32 graph can stand for)."""
+    return all(p.device.type == "cpu" and p.dtype == torch.float32 for p in module.parameters())
+
+
 class EvalGraph:
     """`function(module, x)`, x float32 of shape (batch, *item_shape), run by onnxruntime on the CPU.
 
-    Call with the module (in eval mode, no gradients needed) and x; returns the output as a tensor, or None
-    when onnxruntime cannot serve this call (then the caller runs torch). Not saved or copied with the module:
+    Call with the module (in eval mode, no gradients needed) and x as numpy; returns the output as numpy, or
+    None when onnxruntime cannot serve this call (then the caller runs torch). Not saved or copied with the module:
     a deep copy (export, for one) starts without a graph.
     """
 
@@ -68,21 +73,21 @@ class EvalGraph:
     def __getstate__(self) -> dict:
         return EvalGraph(self.function, self.item_shape).__dict__
 
-    def __call__(self, module: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
-        usable = not module.training and x.device.type == "cpu" and x.dtype == torch.float32
-        if self._failed or not usable or tuple(x.shape[1:]) != self.item_shape or not enabled():
+    def __call__(self, module: nn.Module, x: np.ndarray) -> np.ndarray | None:
+        """x (batch, *item_shape) float32 -> function(module, x) as numpy, or None (then run torch)."""
+        if self._failed or module.training or x.dtype != np.float32 or x.shape[1:] != self.item_shape:
             return None
-        if torch.jit.is_tracing():
-            return None  # a graph being traced must record torch's ops, not this call
+        if not enabled() or torch.jit.is_tracing():
+            return None  # turned off, or a graph being traced must record torch's ops, not this call
         key = (weights_version(self._tensors), torch.get_num_threads())
         if key != self._key:
             self._tensors = list(itertools.chain(module.parameters(), module.buffers()))
             key = (weights_version(self._tensors), key[1])
-            self._session = self._build(module, key[1])
+            self._session = self._build(module, key[1]) if _cpu_float32(module) else None
             self._key = key if self._session is not None else None
         if self._session is None:
             return None
-        return torch.from_numpy(self._session.run(None, {"x": x.detach().contiguous().numpy()})[0])
+        return self._session.run(None, {"x": np.ascontiguousarray(x)})[0]
 
     def _build(self, module: nn.Module, threads: int) -> object | None:
         try:
