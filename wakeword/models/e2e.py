@@ -151,8 +151,11 @@ class E2EDetector(Detector):
         overlap = self.config.window_samples - hop_samples
         frames = self._shared_frames(signal.detach().float().numpy(), overlap)  # (n_mels, n_frames), numpy
         per_window = n_valid_frames(self.config.window_samples)
-        windows = np.lib.stride_tricks.sliding_window_view(frames, per_window, axis=1)[:, :: hop_samples // HOP_LENGTH]
-        windows = np.ascontiguousarray(windows[:, :n_windows].transpose(1, 0, 2))  # (n_windows, n_mels, per_window)
+        step = hop_samples // HOP_LENGTH  # frames per hop
+        windows = np.lib.stride_tricks.as_strided(  # window w is frames[:, w * step : w * step + per_window]
+            frames, (n_windows, N_MELS, per_window), (step * frames.strides[1], *frames.strides), writeable=False
+        )
+        windows = np.ascontiguousarray(windows)  # (n_windows, n_mels, per_window)
         with evaluating(self):
             logits = self._scoring_graph(self, windows)
             if logits is not None:
