@@ -98,6 +98,8 @@ def test_float32_cascade_export_scores_and_gates_as_torch(cascade_dir, tmp_path,
     np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
     # the gate mattered: stage 2 scored some windows and skipped others, the same ones in both
     assert 0 < runtime.stage2_windows == cascade.stage2_windows < len(windows)
+    # and it listens as the torch cascade does: three hops per call unless told otherwise
+    assert runtime.live_hops_per_call == cascade.live_hops_per_call == 3
     first = cascade.stage1(torch.from_numpy(windows[:, -16000:])).detach().numpy()
     skipped = (first < cascade.gate_logits().numpy()).all(axis=1)
     ceiling = cascade.unseen_ceiling().numpy()

@@ -237,6 +237,22 @@ def test_realtime_pacing_takes_the_audio_duration():
     assert abs(sum(len(b) for b in blocks) - int(0.4 * SAMPLE_RATE)) <= 2
 
 
+def test_listen_scores_one_hop_per_call_unless_the_detector_asks_for_more(detector):
+    """A cascade's live cost is mostly per call, so it listens three hops per call; other families one."""
+    from wakeword.models import get_family
+    from wakeword.models.base import Detector
+    from wakeword.stream import live_hops_per_call
+
+    def family_class(name: str) -> type:
+        module = vars(get_family(name)).values()
+        (cls,) = [v for v in module if isinstance(v, type) and issubclass(v, Detector) and v.family == name]
+        return cls
+
+    assert live_hops_per_call(detector) == 1  # the test's tone detector: the base class's default
+    assert [live_hops_per_call(family_class(f)) for f in ("e2e", "transfer", "phoneme", "cascade")] == [1, 1, 1, 3]
+    assert live_hops_per_call(object()) == 1  # anything else StreamingDetector scores
+
+
 def test_listen_refuses_fewer_than_one_hop_per_call(detector):
     from wakeword.stream import listen_with
 

@@ -283,8 +283,9 @@ def _add_stream_commands(sub: argparse._SubParsersAction) -> None:
     listen.add_argument("model", nargs="?")
     listen.add_argument("--device", default=None, help="input device index or name (see --list-devices)")
     listen.add_argument("--list-devices", action="store_true", help="list audio devices and exit")
-    listen.add_argument("--hops-per-call", type=int, default=1,
-                        help="score N hops at a time: less CPU, up to N-1 hops later detections")  # fmt: skip
+    listen.add_argument("--hops-per-call", type=int, default=None,
+                        help="score N hops at a time: less CPU, up to N-1 hops later detections "
+                             "(default: 3 for a cascade, else 1)")  # fmt: skip
     _add_stream_options(listen)
     listen.set_defaults(func=cmd_listen)
     ev = sub.add_parser("evaluate", help="FRR, FA/h, ROC AUC and DET curve on folders of recordings")

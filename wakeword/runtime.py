@@ -202,8 +202,8 @@ class OnnxDetector:
         }
         words = self.config.wake_words
         if gate is not None:
-            # float32 like CascadeDetector's torch.tensor of the same Python floats, so that the comparisons
-            # and the minimum below round exactly as torch's do
+            # float32 like CascadeDetector's gate arrays of the same Python floats, so that the comparisons
+            # and the minimum below round exactly as the torch detector's do
             self.gate = np.array(gate.gate_logits, np.float32)
             self.ceiling = np.array([self.config.threshold(w) - gate.unseen_margin for w in words], np.float32)
         self.refine_floor = np.full(len(words), np.inf, np.float32)
@@ -226,6 +226,11 @@ class OnnxDetector:
     @property
     def wake_words(self) -> tuple[str, ...]:
         return self.config.wake_words
+
+    @property
+    def live_hops_per_call(self) -> int:
+        """Hops `listen` scores per call by default: 3 for a cascade, as CascadeDetector's, else 1."""
+        return 3 if self.config.cascade is not None else 1
 
     @property
     def session(self) -> Any:
@@ -337,10 +342,11 @@ def listen(
     thresholds: Mapping[str, float] | None = None,
     smoothing_hops: int = 1,
     refractory_seconds: float | None = None,
+    hops_per_call: int | None = None,
 ) -> int:
     """Detect live from a microphone until `stop` or Ctrl-C (see `wakeword.stream.listen`)."""
     streamer = streaming_detector(model, thresholds, smoothing_hops, refractory_seconds)
-    return listen_with(streamer, device, on_event or _print_event, stop)
+    return listen_with(streamer, device, on_event or _print_event, stop, hops_per_call=hops_per_call)
 
 
 def event_dict(event: Detection) -> dict[str, float | str]:
@@ -363,6 +369,9 @@ def build_parser() -> argparse.ArgumentParser:
     listen_.add_argument("model", nargs="?", help="exported folder (model.onnx + runtime.json)")
     listen_.add_argument("--device", default=None, help="input device index or name (see --list-devices)")
     listen_.add_argument("--list-devices", action="store_true", help="list audio devices and exit")
+    listen_.add_argument(
+        "--hops-per-call", type=int, default=None, help="hops scored per call (default: 3 for a cascade, else 1)"
+    )
     for command in (detect, listen_):
         command.add_argument("--threshold", type=float, default=None, help="LOGIT threshold for every word")
         command.add_argument("--smoothing", type=int, default=1, help="average scores over the last N hops")
@@ -387,7 +396,7 @@ def _run(args: argparse.Namespace) -> int:
             _print_event(event)
         return 0
     print(f"listening for {', '.join(model.wake_words)} (Ctrl-C to stop)", file=sys.stderr, flush=True)
-    n_events = listen(model, args.device, **options)
+    n_events = listen(model, args.device, hops_per_call=args.hops_per_call, **options)
     print(f"stopped after {n_events} detection(s)", file=sys.stderr)
     return 0
 

@@ -410,7 +410,7 @@ def listen(
     smoothing_hops: int = 1,
     refractory_seconds: float = 1.0,
     ready: threading.Event | None = None,
-    hops_per_call: int = 1,
+    hops_per_call: int | None = None,
 ) -> int:
     """Detect live from a microphone until `stop` is set or Ctrl-C; returns the number of detections.
 
@@ -419,10 +419,16 @@ def listen(
     print it as a JSON line). Event times are seconds of audio since listening started. ready: set
     when the first audio arrives (some devices take a second or two to start delivering).
     hops_per_call: the microphone delivers this many hops of audio at a time, scored in one detector call:
-    less CPU per hop (each call has a fixed cost), up to hops_per_call - 1 hops later detections.
+    less CPU per hop (each call has a fixed cost), up to hops_per_call - 1 hops later detections. None: the
+    detector's `live_hops_per_call` (3 for a cascade, else 1).
     """
     streamer = StreamingDetector(detector, thresholds, smoothing_hops, refractory_seconds)
     return listen_with(streamer, device, on_event, stop, ready, hops_per_call)
+
+
+def live_hops_per_call(detector: object) -> int:
+    """The hops per call `listen` uses for this detector by default (its `live_hops_per_call`, else 1)."""
+    return int(getattr(detector, "live_hops_per_call", 1))
 
 
 def listen_with(
@@ -431,9 +437,11 @@ def listen_with(
     on_event: Callable[[Detection], None] | None = None,
     stop: threading.Event | None = None,
     ready: threading.Event | None = None,
-    hops_per_call: int = 1,
+    hops_per_call: int | None = None,
 ) -> int:
     """`listen` with a streaming detector already built (any model it scores); same arguments and result."""
+    if hops_per_call is None:
+        hops_per_call = live_hops_per_call(streamer.detector)
     if hops_per_call < 1:
         raise ValueError(f"hops_per_call must be >= 1, not {hops_per_call}")
     stop, on_event = stop or threading.Event(), on_event or _print_event

@@ -69,6 +69,9 @@ class Detector(torch.nn.Module):
     """Base class of all families. Subclasses set `family` and implement `forward`."""
 
     family: ClassVar[str] = ""
+    # hops `listen` scores per call unless told otherwise: one, the lowest latency, where a hop's own work
+    # dominates its cost (families whose per-call overhead dominates, the cascade, ask for more)
+    live_hops_per_call: ClassVar[int] = 1
 
     def __init__(self, config: DetectorConfig) -> None:
         super().__init__()
