@@ -212,6 +212,8 @@ def test_record_detect_train_in_a_real_browser(served, playwright_driver):
         assert studio.models() == ["hey-computer-phoneme", "tiny-e2e"]
         assert "FA/h" in page.inner_text("#train-metrics")
         page.wait_for_selector("#train-det img", timeout=10_000)
+        # the new model is offered for a cascade at once (the phoneme model never is: a cascade wakes transfer/e2e)
+        wait_for(lambda: page.input_value("#cascade-model input") == "tiny-e2e", 10, "the cascade list to refresh")
         screenshot(page, "train")
 
         # Models: the trained model's metrics, DET curve and config

@@ -319,6 +319,30 @@ def test_recipes_and_safe_overrides(studio, tts):
         studio.build_recipe("../quickstart", WORD, "rec")
 
 
+def test_cascade_recipe_goes_in_front_of_a_trained_model_of_the_studio(studio, e2e_detector, tts):
+    studio.save_clip("rec", WORD, "wake word", pcm16(tts(WORD)))
+    save_detector(e2e_detector, studio.model_dir("first"))
+    recipe = studio.build_cascade_recipe("first", "rec", overrides=["train.epochs=3"])
+    assert recipe.model.family == "cascade" and recipe.model.cascade.stage2_model == str(studio.model_dir("first"))
+    assert recipe.wake_words == (WORD,) and recipe.data.train == (str(studio.dataset_dir("rec")),)
+    assert recipe.train.epochs == 3 and recipe.data.synth.out.startswith(str(studio.root / "synth"))
+    # a cascade is not offered as a stage 2, nor taken as one
+    stage = e2e_detector.config.to_dict()
+    head = {"stage1": stage, "stage2": stage, "gate": {"logits": {WORD: 0.0}}}
+    cascade = get_family("cascade").build_model(DetectorConfig(family="cascade", wake_words=(WORD,), head=head))
+    save_detector(cascade, studio.model_dir("front"))
+    save_detector(get_family("phoneme").build_model(DetectorConfig("phoneme", (WORD,))), studio.model_dir("sphinx"))
+    assert studio.models() == ["first", "front", "sphinx"] and studio.cascade_candidates() == ["first"]
+    with pytest.raises(StudioError, match="already a cascade"):
+        studio.build_cascade_recipe("front", "rec")
+    with pytest.raises(StudioError, match="a phoneme detector; a cascade wakes a transfer or e2e one"):
+        studio.build_cascade_recipe("sphinx", "rec")
+    with pytest.raises(StudioError, match="missing"):
+        studio.build_cascade_recipe("missing", "rec")
+    with pytest.raises(StudioError, match="cannot be changed"):
+        studio.build_cascade_recipe("first", "rec", overrides=["model.cascade.stage2_model=/etc"])
+
+
 def test_train_tiny_model_reports_progress_and_metrics(studio, tts):
     voices = [("en-US", ""), ("en-GB-x-rp", "f2"), ("en-029", "m3"), ("en-US", "f4")]
     for accent, variant in voices:

@@ -60,6 +60,8 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._ -]{0,63}")
 _WORD = re.compile(r"[a-z][a-z' -]{0,48}")
 # Recipe keys the app lets a user override; folders (data.train, noise_dirs, synth.out, encoder) are not
 # among them, so an override cannot make the server read or write outside the data folder.
+CASCADE_RECIPE = "cascade"  # the recipe that puts a cascade in front of a trained model
+CASCADE_STAGE2_FAMILIES = ("transfer", "e2e")  # the stage 2 families the cascade recipe is built and tested for
 OVERRIDABLE = ("train.", "evaluate.", "model.head", "model.top_k", "model.window_seconds",
                "model.hop_seconds", "data.synth.n_", "data.synth.seed", "data.synth.qc", "data.val_fraction",
                "data.test_fraction")  # fmt: skip
@@ -165,6 +167,15 @@ class Studio:
 
     def models(self) -> list[str]:
         return sorted(p.name for p in (self.root / MODELS).iterdir() if (p / "config.json").is_file())
+
+    def cascade_candidates(self) -> list[str]:
+        """The models a cascade can be built in front of (CASCADE_STAGE2_FAMILIES; unreadable ones are left out)."""
+        found = []
+        for name in self.models():
+            with contextlib.suppress(ModelError):  # an unreadable model is listed, and explained, elsewhere
+                if read_config(self.model_dir(name)).family in CASCADE_STAGE2_FAMILIES:
+                    found.append(name)
+        return found
 
     def _open(self, dataset: str) -> DataSet:
         folder = self.dataset_dir(dataset)
@@ -294,22 +305,42 @@ class Studio:
         overrides: Sequence[str] = (),
     ) -> Recipe:
         """The recipe `recipe` for `wake_word`, trained on the recorded `dataset` plus the recipe's synthetic data."""
+        built = self._load(recipe, [*self._data_settings([check_wake_word(wake_word)], dataset)], overrides)
+        return self._adjust(built, family, trainable)
+
+    def build_cascade_recipe(self, model: str, dataset: str | None, overrides: Sequence[str] = ()) -> Recipe:
+        """The cascade recipe in front of this studio's trained model `model`, which becomes stage 2 as it is: the
+        model's wake words, the recorded `dataset` plus the recipe's synthetic data. Only stage 1 and the gate
+        train (minutes), and the cascade then listens for a small fraction of the model's cost."""
+        info = self.model_info(model)  # refuses a name that is not a model here
+        if info.config["family"] == "cascade":
+            raise StudioError(f"model {model!r} is already a cascade: pick the detector it was built on")
+        if info.config["family"] not in CASCADE_STAGE2_FAMILIES:
+            allowed = " or ".join(CASCADE_STAGE2_FAMILIES)
+            raise StudioError(f"model {model!r} is a {info.config['family']} detector; a cascade wakes a {allowed} one")
+        stage2 = f"model.cascade.stage2_model={json.dumps(str(self.model_dir(model)))}"
+        settings = [*self._data_settings(info.config["wake_words"], dataset), stage2]
+        return self._adjust(self._load(CASCADE_RECIPE, settings, overrides), None, None)
+
+    def _data_settings(self, words: Sequence[str], dataset: str | None) -> list[str]:
+        """Recipe settings for the wake words and the recorded `dataset` (its clips and its room recordings)."""
+        train = [str(self._open(dataset).root)] if dataset else []
+        room = [str(path) for path in self.room_recordings(dataset)] if dataset else []
+        return [f"wake_words={json.dumps(list(words))}", f"data.train={json.dumps(train)}",
+                f"data.negative_audio={json.dumps(room)}"]  # fmt: skip
+
+    def _load(self, recipe: str, settings: Sequence[str], overrides: Sequence[str]) -> Recipe:
+        """Recipe `recipe` with the studio's own settings and the user's overrides (only OVERRIDABLE keys)."""
         paths = self.recipes()
         if recipe not in paths:
             raise StudioError(f"unknown recipe {recipe!r} (known: {', '.join(paths)})")
         for item in overrides:
             if not item.partition("=")[0].strip().startswith(OVERRIDABLE):
                 raise StudioError(f"setting {item!r} cannot be changed here (allowed: {', '.join(OVERRIDABLE)})")
-        word = check_wake_word(wake_word)
-        train = [str(self._open(dataset).root)] if dataset else []
-        room = [str(path) for path in self.room_recordings(dataset)] if dataset else []
-        sets = [f"wake_words={json.dumps([word])}", f"data.train={json.dumps(train)}", *overrides]
-        sets.append(f"data.negative_audio={json.dumps(room)}")
         try:
-            built = load_recipe(paths[recipe], sets)
+            return load_recipe(paths[recipe], [*settings, *overrides])
         except RecipeError as error:
             raise StudioError(str(error)) from None
-        return self._adjust(built, family, trainable)
 
     def _adjust(self, recipe: Recipe, family: str | None, trainable: str | None) -> Recipe:
         model = recipe.model
