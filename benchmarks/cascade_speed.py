@@ -151,18 +151,28 @@ def quiet_stream(seconds: float, seed: int = 0) -> Iterator[np.ndarray]:
 def measure_one(
     condition: str, which: str, minutes: float, model: Path = MODEL, block_seconds: float = BLOCK_SECONDS
 ) -> dict:
-    """One condition in this process: CPU seconds in process() per audio second, stage-2 share, peak RSS."""
-    import torch
+    """One condition in this process: CPU seconds in process() per audio second, stage-2 share, peak RSS.
+    A `model` folder with a runtime.json is an export (`wakeword export`), streamed by the torch-free runtime."""
+    if (model / "runtime.json").is_file():
+        from wakeword.runtime import load_runtime, streaming_detector
 
-    from wakeword.checkpoint import load_detector
-    from wakeword.stream import StreamingDetector
+        if which != "cascade":
+            raise SystemExit("an exported cascade is measured whole (which = cascade)")
+        cascade = load_runtime(model, threads=1)
+        streamer = streaming_detector(cascade)
+    else:
+        import torch
 
-    torch.set_num_threads(1)
-    cascade = load_detector(model)
-    detector = {"cascade": cascade, "stage1": cascade.stage1, "stage2": cascade.stage2}[which]
-    streamer, cpu, n_samples, n_hops, n_events = StreamingDetector(detector), 0.0, 0, 0, 0
-    # not timed: the first calls load stage 2's onnxruntime encoder and trace stage 1's graph (once, ~1 s)
-    cascade.stage2.score(torch.zeros(1, cascade.config.window_samples))
+        from wakeword.checkpoint import load_detector
+        from wakeword.stream import StreamingDetector
+
+        torch.set_num_threads(1)
+        cascade = load_detector(model)
+        detector = {"cascade": cascade, "stage1": cascade.stage1, "stage2": cascade.stage2}[which]
+        streamer = StreamingDetector(detector)
+        # not timed: the first calls load stage 2's onnxruntime encoder and trace stage 1's graph (once, ~1 s)
+        cascade.stage2.score(torch.zeros(1, cascade.config.window_samples))
+    cpu, n_samples, n_hops, n_events = 0.0, 0, 0, 0
     for _ in range(20):
         streamer.process(np.zeros(int(block_seconds * SAMPLE_RATE), dtype=np.float32))
     streamer.reset()
@@ -185,7 +195,8 @@ def measure_one(
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"condition": condition, "detector": which, "audio_seconds": round(seconds, 1), "hops": n_hops,
             "cpu_seconds": round(cpu, 2), "real_time_factor": cpu / seconds, "stage2_share": share,
-            "detections": n_events, "peak_rss_mb": rss, "block_seconds": block_seconds}  # fmt: skip
+            "detections": n_events, "peak_rss_mb": rss, "block_seconds": block_seconds,
+            "torch_imported": "torch" in sys.modules}  # fmt: skip
 
 
 def measure(minutes: float, speech_minutes: float, alone_minutes: float, model: Path, block_seconds: float,
@@ -214,7 +225,8 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=60.0, help="stream length of the cascade (noise/silence)")
     parser.add_argument("--speech-minutes", type=float, default=60.0, help="stream length of the cascade (speech)")
     parser.add_argument("--alone-minutes", type=float, default=5.0, help="stream length for each stage alone")
-    parser.add_argument("--model", type=Path, default=MODEL, help="cascade model directory (default: `train`'s)")
+    parser.add_argument("--model", type=Path, default=MODEL,
+                        help="cascade model folder (default: `train`'s), or its `wakeword export`")  # fmt: skip
     parser.add_argument("--block-seconds", type=float, default=BLOCK_SECONDS, help="audio per process() call")
     parser.add_argument("--tag", default="", help="suffix of the results file name")
     parser.add_argument("--full", action="store_true", help="train: the recipe's settings, not the reduced ones")
