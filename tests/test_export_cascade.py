@@ -2,6 +2,7 @@
 with CascadeDetector's rule (stage 2 only where the gate opens, the same score for the windows it skips)."""
 
 import json
+import zipfile
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ from wakeword.export import export_detector, zip_export
 from wakeword.models import get_family
 from wakeword.models.base import DetectorConfig
 from wakeword.models.cascade import CascadeDetector
-from wakeword.runtime import RuntimeModelError, load_runtime, read_runtime_config
+from wakeword.runtime import RuntimeModelError, load_runtime, read_runtime_config, streaming_detector
 from wakeword.runtime import detect_file as runtime_detect_file
 from wakeword.stream import detect_file, score_array
 
@@ -118,6 +119,36 @@ def test_cascade_runtime_events_equal_torch(cascade_dir, tmp_path, speech):
         assert onnx_event.score == pytest.approx(torch_event.score, abs=1e-4)
     _, torch_scores = score_array(load_detector(model_dir), speech[1])
     assert (torch_scores >= np.array(list(load_detector(model_dir).config.thresholds.values()))).any()
+
+
+def test_a_frame_sharing_stage1_streams_from_power_frames_in_the_runtime_as_in_torch(cascade_dir, tmp_path, speech):
+    """A stage 1 with framing "valid" exports a third graph, power frames -> logits: the runtime computes the
+    frames with numpy's FFT, keeps those consecutive hops share, and scores every hop as torch does."""
+    _, cascade = cascade_dir
+    stage1 = _stage("e2e", 1.0, 3, head={"channels": [8, 12, 16], "blocks_per_stage": 1, "framing": "valid"})
+    windows = np.array(score_windows(speech[1]))
+    first = _spread(stage1, windows[:, -16000:], 0.1, np.zeros(len(WORDS)))
+    gates = {w: _gap(first[:, i], 0.4, 0.7) for i, w in enumerate(WORDS)}  # about half the hops open
+    head = {**cascade.config.head, "gate": {"logits": gates, "unseen_margin": 0.02}}
+    head["stage1"] = stage1.config.replace(thresholds=cascade.config.thresholds).to_dict()
+    framed = CascadeDetector(cascade.config.replace(head=head), stage1=stage1, stage2=cascade.stage2).eval()
+    report = export_detector(save_detector(framed, tmp_path / "framed"), tmp_path / "export")
+    assert (
+        report.files == ("stage1.onnx", "stage2.onnx", "stage1.power.onnx") and report.max_abs_logit_difference < 1e-4
+    )
+    runtime = load_runtime(tmp_path / "export", threads=1)
+    assert runtime.config.cascade.stage1_power_file == "stage1.power.onnx"
+    framed.stage2_windows = 0
+    _, expected = score_array(framed, speech[1])
+    streamer = streaming_detector(runtime)
+    hop = streamer.hop_samples
+    got = np.concatenate([streamer.process(speech[1][i : i + hop]).scores for i in range(0, len(speech[1]), hop)])
+    got = np.concatenate([got, streamer.flush().scores])  # one 0.1 s hop per call, as listening
+    np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
+    assert runtime._stage1_frames._last is not None  # stage 1 ran from the shared frames, not from the audio graph
+    assert 0 < runtime.stage2_windows == framed.stage2_windows < len(expected)  # the same hops opened the gate
+    names = sorted(zipfile.ZipFile(zip_export(tmp_path / "export", tmp_path / "e.zip")).namelist())
+    assert names == ["export/runtime.json", "export/stage1.onnx", "export/stage1.power.onnx", "export/stage2.onnx"]
 
 
 def test_cascade_runtime_json_and_int8(cascade_dir, tmp_path, speech, capsys):

@@ -5,7 +5,6 @@ from transformers import WhisperFeatureExtractor
 
 from wakeword.audio import N_MELS, SAMPLE_RATE
 from wakeword.features import (
-    SharedFrames,
     log_mel,
     log_mel_power_frames,
     log_mel_power_frames_numpy,
@@ -15,6 +14,7 @@ from wakeword.features import (
     normalise_log_mel,
     valid_log_mel,
 )
+from wakeword.frames import SharedFrames
 
 
 def speechlike(seconds: float, seed: int, amp: float = 0.1) -> np.ndarray:
@@ -92,7 +92,7 @@ def test_scoring_frames_in_numpy_equal_torchs():
 def test_shared_frames_reuse_what_consecutive_streaming_spans_share():
     signal = speechlike(6.0, seed=4)
     window, hop = 24000, 1600
-    shared, overlap = SharedFrames(), window - hop
+    shared, overlap = SharedFrames(log_mel_power_frames_numpy), window - hop
     spans = [signal[:window], signal[hop : hop + window + 2 * hop], signal[4 * hop : 4 * hop + window]]
     for span in spans:  # each span begins with the previous span's last `overlap` samples, as streaming's do
         np.testing.assert_allclose(shared(span, overlap), log_mel_power_frames_numpy(span), atol=1e-5, rtol=0)

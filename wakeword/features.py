@@ -14,9 +14,9 @@ import torch
 import torchaudio
 
 from wakeword.audio import HOP_LENGTH, N_FFT, N_MELS, SAMPLE_RATE
+from wakeword.frames import N_FREQS, n_valid_frames, power_frames
 
 LOG_FLOOR_RANGE = 8.0  # Whisper keeps 8 decades (80 dB) below each clip's loudest bin
-N_FREQS = N_FFT // 2 + 1
 
 
 @lru_cache(maxsize=4)
@@ -36,12 +36,6 @@ def mel_filters(n_mels: int = N_MELS) -> torch.Tensor:
 def n_frames(n_samples: int) -> int:
     """Number of mel frames for `n_samples` of audio (Whisper drops the last centred frame)."""
     return n_samples // HOP_LENGTH
-
-
-def n_valid_frames(n_samples: int) -> int:
-    """Number of analysis frames that lie wholly inside `n_samples` of audio (no padding): frame i covers
-    samples [i * HOP_LENGTH, i * HOP_LENGTH + N_FFT). 98 for one second."""
-    return max(0, (n_samples - N_FFT) // HOP_LENGTH + 1)
 
 
 @lru_cache(maxsize=2)
@@ -137,11 +131,6 @@ def valid_log_mel(audio: torch.Tensor, n_mels: int = N_MELS) -> torch.Tensor:
     return normalise_log_mel(log_mel_power_frames(audio, n_mels))
 
 
-@lru_cache(maxsize=1)
-def _hann_window_numpy() -> np.ndarray:
-    return torch.hann_window(N_FFT, periodic=True).numpy()
-
-
 def log_mel_power_frames_numpy(signal: np.ndarray) -> np.ndarray:
     """log_mel_power_frames of one signal, for scoring (no gradients):
     (n_samples,) float32 numpy -> (n_mels=N_MELS, n_valid_frames(n_samples)) float32 numpy, a transposed view.
@@ -152,38 +141,5 @@ def log_mel_power_frames_numpy(signal: np.ndarray) -> np.ndarray:
     them on every hop (one thread). The filter product stays in torch so that it runs on torch's threads:
     numpy's BLAS would start threads of its own, which spin between a live stream's calls and doubled stage 1's
     CPU time."""
-    n_frames = n_valid_frames(len(signal))
-    signal = np.ascontiguousarray(signal, dtype=np.float32)
-    step = signal.strides[0]  # bytes per sample
-    frames = np.lib.stride_tricks.as_strided(signal, (n_frames, N_FFT), (HOP_LENGTH * step, step), writeable=False)
-    spectrum = np.fft.rfft(frames * _hann_window_numpy(), axis=1)  # (n_frames, N_FREQS) complex64
-    power = torch.from_numpy(spectrum.real * spectrum.real + spectrum.imag * spectrum.imag)
+    power = torch.from_numpy(np.ascontiguousarray(power_frames(signal).T))  # (n_frames, N_FREQS)
     return np.log10(np.maximum((power @ mel_filters()).numpy(), 1e-10)).T
-
-
-class SharedFrames:
-    """log_mel_power_frames_numpy of the spans a stream is scored in, reusing the frames consecutive spans share.
-
-    Streaming's span k+1 begins with the last `overlap_samples` of span k (the window of context it keeps). That
-    is checked on the samples themselves, so any other signal is simply computed whole: a cache hit cannot give
-    other frames than a miss (to float32 rounding of the matrix products). A live 0.1 s hop then computes its
-    10 new frames, not the window's 148. Thread-safe: the last span and its frames are one attribute.
-    """
-
-    def __init__(self) -> None:
-        self._last: tuple[np.ndarray, np.ndarray] | None = None  # (span (n,), its frames (n_mels, n_frames))
-
-    def __call__(self, signal: np.ndarray, overlap_samples: int) -> np.ndarray:
-        """signal (n_samples,) float32 -> (n_mels, n_valid_frames(n_samples)), as log_mel_power_frames_numpy."""
-        last, kept = self._last, n_valid_frames(overlap_samples)
-        frames = None
-        if last is not None and kept and 0 < overlap_samples <= min(len(signal), len(last[0])):
-            start = len(last[0]) - overlap_samples  # where the shared samples begin in the last span
-            if start % HOP_LENGTH == 0 and np.array_equal(signal[:overlap_samples], last[0][start:]):
-                first = start // HOP_LENGTH
-                new = log_mel_power_frames_numpy(signal[kept * HOP_LENGTH :])
-                frames = np.concatenate([last[1][:, first : first + kept], new], axis=1)
-        if frames is None:
-            frames = np.ascontiguousarray(log_mel_power_frames_numpy(signal))
-        self._last = (signal.copy(), frames)
-        return frames

@@ -46,7 +46,8 @@ from typing import Any
 
 import numpy as np
 
-from wakeword.audio import AudioError, WindowTiming, seconds_to_samples
+from wakeword.audio import HOP_LENGTH, AudioError, WindowTiming, seconds_to_samples
+from wakeword.frames import N_FREQS, SharedFrames, n_valid_frames, power_frames
 from wakeword.metrics import logit, probability
 from wakeword.stream import (
     Detection,
@@ -59,6 +60,7 @@ from wakeword.stream import (
 )
 
 ONNX_FILE, RUNTIME_FILE = "model.onnx", "runtime.json"
+STAGE1_POWER_FILE = "stage1.power.onnx"  # a cascade's stage 1 from shared power frames (see OnnxDetector.span_logits)
 STAGE_FILES = {"stage1": "stage1.onnx", "stage2": "stage2.onnx"}  # a cascade's two graphs, instead of model.onnx
 # 1: one graph (model.onnx). 2: adds the `cascade` section. Exports write the lowest version that describes
 # them, so a runtime that reads only 1 still runs every single-graph export and refuses a cascade by its version
@@ -88,6 +90,7 @@ class CascadeGate:
     stage1_window_seconds: float  # stage 1 reads the last this-many seconds of each window
     gate_logits: tuple[float, ...]  # per word (runtime.json order); -inf (null in the file): stage 2 always runs
     unseen_margin: float  # an unseen window scores at most threshold - unseen_margin (logits)
+    stage1_power_file: str | None = None  # stage 1 from power frames, which streaming shares between hops
 
     @property
     def stage1_samples(self) -> int:
@@ -102,10 +105,12 @@ class CascadeGate:
             float(data["stage1"]["window_seconds"]),
             tuple(float("-inf") if gates[w] is None else float(gates[w]) for w in words),
             float(data["unseen_margin"]),
+            data["stage1"]["power"]["file"] if "power" in data["stage1"] else None,
         )
         if not 0 < gate.stage1_window_seconds <= window_seconds:
             raise ValueError("cascade.stage1.window_seconds must be in (0, window_seconds]")
-        if {Path(gate.stage1_file).name, Path(gate.stage2_file).name} != {gate.stage1_file, gate.stage2_file}:
+        files = {gate.stage1_file, gate.stage2_file, gate.stage1_power_file or gate.stage1_file}
+        if {Path(name).name for name in files} != files:
             raise ValueError("cascade graph files must be plain file names inside the exported folder")
         return gate
 
@@ -194,6 +199,9 @@ class OnnxDetector:
             options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
         gate, refine = self.config.cascade, self.config.refine
         files = (gate.stage1_file, gate.stage2_file) if gate else (ONNX_FILE,)
+        if gate is not None and gate.stage1_power_file:
+            files += (gate.stage1_power_file,)
+            self._stage1_frames = SharedFrames(power_frames)  # the frames consecutive hops share
         self.sessions = {name: self._session(onnxruntime, name, options) for name in files}
         self.float_sessions = {
             name: self._session(onnxruntime, refine.graphs[name], options)
@@ -255,11 +263,34 @@ class OnnxDetector:
             return self._graph(ONNX_FILE, windows).astype(np.float64)
         return self._cascade_logits(windows).astype(np.float64)
 
+    def span_logits(self, span: np.ndarray, hop_samples: int) -> np.ndarray:
+        """Logits (n_windows, n_words) float64 of the windows of span (n_samples,) that start every hop, as
+        logits(windows). A cascade exported with a power-frames stage 1 computes each window's frames once per
+        stream, as the torch detector does: a live hop's 10 new frames, not the window's 148."""
+        windows = np.lib.stride_tricks.sliding_window_view(span, self.config.window_samples)[::hop_samples]
+        gate = self.config.cascade
+        if gate is None or gate.stage1_power_file is None or hop_samples % HOP_LENGTH:
+            return self.logits(np.ascontiguousarray(windows))
+        stage1_span = np.ascontiguousarray(span[self.config.window_samples - gate.stage1_samples :], np.float32)
+        frames = self._stage1_frames(stage1_span, gate.stage1_samples - hop_samples)  # (N_FREQS, n_frames)
+        per_window, step = n_valid_frames(gate.stage1_samples), hop_samples // HOP_LENGTH
+        power = np.lib.stride_tricks.as_strided(  # window w: frames[:, w * step : w * step + per_window]
+            frames, (len(windows), N_FREQS, per_window), (step * frames.strides[1], *frames.strides), writeable=False
+        )
+        first = self.sessions[gate.stage1_power_file].run(None, {"power": np.ascontiguousarray(power)})[0]
+        return self._second_where_open(first, windows).astype(np.float64)
+
     def _cascade_logits(self, windows: np.ndarray) -> np.ndarray:
         """CascadeDetector.forward on numpy: (n, window_samples) -> (n, n_words) float32."""
         gate = self.config.cascade
         assert gate is not None
         first = self._graph(gate.stage1_file, np.ascontiguousarray(windows[:, -gate.stage1_samples :]))
+        return self._second_where_open(first, windows)
+
+    def _second_where_open(self, first: np.ndarray, windows: np.ndarray) -> np.ndarray:
+        """Stage-1 logits (n, n_words) of windows (n, window_samples) -> the cascade's logits (n, n_words)."""
+        gate = self.config.cascade
+        assert gate is not None
         opened = (first >= self.gate).any(axis=1)
         scores = np.minimum(first, self.ceiling)  # what a window stage 2 does not score gets
         if opened.any():
@@ -301,7 +332,7 @@ class RuntimeStreamingDetector(StreamingDetector):
     detector: OnnxDetector
 
     def _score_span(self, span: np.ndarray) -> np.ndarray:
-        return self.detector.logits(np.ascontiguousarray(self.hop_windows(span)))
+        return self.detector.span_logits(span, self.hop_samples)
 
 
 def streaming_detector(
