@@ -15,7 +15,11 @@ A two-stage detector (family `cascade`) exports as two graphs, `stage1.onnx` and
 `cascade` section of runtime.json (format_version 2); `OnnxDetector.logits` then applies the rule of
 `wakeword.models.cascade.CascadeDetector.forward`: stage 1 scores every window (its last
 `stage1_window_seconds`), stage 2 scores only the windows where some word's stage-1 logit reaches its gate,
-and a window stage 2 did not score gets min(stage-1 logit, threshold - unseen_margin) for every word.
+and a window stage 2 did not score gets min(stage-1 logit, threshold - unseen_margin) for every word. A stage 1
+that shares frames between hops also exports `stage1.power.onnx` (runtime.json `cascade.stage1.power`): power
+frames in, logits out. Streaming (`OnnxDetector.span_logits`) then computes the frames with numpy's FFT
+(`wakeword.frames`) and keeps those consecutive hops share, as the torch detector does; a runtime that does not
+know the section uses `stage1.onnx`, which takes the audio.
 
 An int8 export keeps the float32 graph beside the int8 one and names both in a `refine` section of
 runtime.json (format_version 3): every window is scored by the int8 graph, and each window where some word's
