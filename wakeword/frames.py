@@ -42,6 +42,18 @@ def power_frames(signal: np.ndarray) -> np.ndarray:
     return (spectrum.real * spectrum.real + spectrum.imag * spectrum.imag).T
 
 
+def frame_windows(frames: np.ndarray, window_samples: int, hop_samples: int, n_windows: int) -> np.ndarray:
+    """The frames of each streaming window: frames (n_features, n_frames) of a span whose windows of
+    `window_samples` start every `hop_samples` (a multiple of HOP_LENGTH) -> (n_windows, n_features,
+    n_valid_frames(window_samples)) float32, contiguous. Window w is frames[:, w * step : w * step + per_window]."""
+    per_window, step = n_valid_frames(window_samples), hop_samples // HOP_LENGTH
+    if (n_windows - 1) * step + per_window > frames.shape[1]:
+        raise ValueError(f"{frames.shape[1]} frames hold fewer than {n_windows} windows of {per_window}")
+    shape = (n_windows, frames.shape[0], per_window)
+    strides = (step * frames.strides[1], *frames.strides)
+    return np.ascontiguousarray(np.lib.stride_tricks.as_strided(frames, shape, strides, writeable=False))
+
+
 class SharedFrames:
     """`compute(span)` -> (n_features, n_valid_frames(len(span))) for the spans a stream is scored in, reusing the
     frames that consecutive spans share.

@@ -51,7 +51,7 @@ from typing import Any
 import numpy as np
 
 from wakeword.audio import HOP_LENGTH, AudioError, WindowTiming, seconds_to_samples
-from wakeword.frames import N_FREQS, SharedFrames, n_valid_frames, power_frames
+from wakeword.frames import SharedFrames, frame_windows, power_frames
 from wakeword.metrics import logit, probability
 from wakeword.stream import (
     Detection,
@@ -277,11 +277,8 @@ class OnnxDetector:
             return self.logits(np.ascontiguousarray(windows))
         stage1_span = np.ascontiguousarray(span[self.config.window_samples - gate.stage1_samples :], np.float32)
         frames = self._stage1_frames(stage1_span, gate.stage1_samples - hop_samples)  # (N_FREQS, n_frames)
-        per_window, step = n_valid_frames(gate.stage1_samples), hop_samples // HOP_LENGTH
-        power = np.lib.stride_tricks.as_strided(  # window w: frames[:, w * step : w * step + per_window]
-            frames, (len(windows), N_FREQS, per_window), (step * frames.strides[1], *frames.strides), writeable=False
-        )
-        first = self.sessions[gate.stage1_power_file].run(None, {"power": np.ascontiguousarray(power)})[0]
+        power = frame_windows(frames, gate.stage1_samples, hop_samples, len(windows))  # (n, N_FREQS, frames)
+        first = self.sessions[gate.stage1_power_file].run(None, {"power": power})[0]
         return self._second_where_open(first, windows).astype(np.float64)
 
     def _cascade_logits(self, windows: np.ndarray) -> np.ndarray:

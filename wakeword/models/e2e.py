@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -23,7 +22,7 @@ from wakeword.features import (
     normalise_log_mel,
     valid_log_mel,
 )
-from wakeword.frames import SharedFrames
+from wakeword.frames import SharedFrames, frame_windows
 from wakeword.models.base import Detector, DetectorConfig, evaluating, masked_bce
 from wakeword.models.onnx_eval import EvalGraph
 
@@ -159,12 +158,7 @@ class E2EDetector(Detector):
         n_windows = (len(signal) - self.config.window_samples) // hop_samples + 1
         overlap = self.config.window_samples - hop_samples
         frames = self._shared_frames(signal.detach().float().numpy(), overlap)  # (n_mels, n_frames), numpy
-        per_window = n_valid_frames(self.config.window_samples)
-        step = hop_samples // HOP_LENGTH  # frames per hop
-        windows = np.lib.stride_tricks.as_strided(  # window w is frames[:, w * step : w * step + per_window]
-            frames, (n_windows, N_MELS, per_window), (step * frames.strides[1], *frames.strides), writeable=False
-        )
-        windows = np.ascontiguousarray(windows)  # (n_windows, n_mels, per_window)
+        windows = frame_windows(frames, self.config.window_samples, hop_samples, n_windows)  # (n, n_mels, frames)
         with evaluating(self):
             logits = self._scoring_graph(self, windows)
             if logits is not None:
