@@ -98,18 +98,19 @@ def import_keyword_corpus(manifest: str | Path, word: str, out: str | Path) -> D
     with open(manifest, encoding="utf-8") as handle:
         rows = [r for r in csv.DictReader(handle) if normalize_word(r["keyword"]) == word]
     clips = []
-    for row in rows:
-        path = base / row["path"] if not (manifest.parent / row["path"]).exists() else manifest.parent / row["path"]
-        clips.append(
-            dataset.make_clip(
-                load_audio(path),
-                {word: 1},
-                "corpus",
-                speaker=row["session_group"],
-                meta={"session_group": row["session_group"], "original": row["path"]},
+    with dataset.writing() as writer:
+        for row in rows:
+            path = base / row["path"] if not (manifest.parent / row["path"]).exists() else manifest.parent / row["path"]
+            clips.append(
+                writer.make_clip(
+                    load_audio(path),
+                    {word: 1},
+                    "corpus",
+                    speaker=row["session_group"],
+                    meta={"session_group": row["session_group"], "original": row["path"]},
+                )
             )
-        )
-    dataset.add_clips(clips)
+        dataset.add_clips(clips)
     return dataset
 
 

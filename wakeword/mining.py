@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from wakeword.audio import SAMPLE_RATE, AudioError
 from wakeword.checkpoint import ModelError, load_detector, read_config, rollback_detector
-from wakeword.data.clips import Clip, DataSet
+from wakeword.data.clips import Clip, ClipWriter, DataSet
 from wakeword.evaluate import audio_files
 from wakeword.metrics import logit, probability
 from wakeword.models.base import Detector, DetectorConfig
@@ -188,27 +188,28 @@ def mine(
     dataset = DataSet.create(out)
     seen, report = _Seen(dataset.clips(), settings.dedup_seconds), MineReport()
     source = {"model": str(model) if not isinstance(model, Detector) else detector.config.family}
-    for index, path in enumerate(tqdm(files, desc="mining", unit="file")):
-        if progress is not None:
-            progress(index / len(files), path.name)
-        counted = _Counted(iter_file_blocks(path))
-        try:
-            found = list(stream_activations(detector, counted, thresholds, settings.refractory_seconds))
-        except AudioError as error:
-            if path in named:  # a file the user named is refused, as `score` and `detect` refuse it
-                raise
-            report.skipped.append(str(error))
-            continue
-        report.n_files, report.hours = report.n_files + 1, report.hours + counted.n_samples / SAMPLE_RATE / 3600
-        report.n_activations += len(found)
-        new = [
-            _mined_clip(dataset, a, path, thresholds, source)
-            for a in found
-            if len(a.audio)
-            and seen.check_and_add(str(path.resolve()), a.event.word, a.start_seconds, fingerprint(a.audio))
-        ]
-        report.n_duplicates += len(found) - len(new)
-        report.clips += dataset.add_clips(new)
+    with dataset.writing() as writer:  # an interrupted run leaves no orphan audio of the file it was on
+        for index, path in enumerate(tqdm(files, desc="mining", unit="file")):
+            if progress is not None:
+                progress(index / len(files), path.name)
+            counted = _Counted(iter_file_blocks(path))
+            try:
+                found = list(stream_activations(detector, counted, thresholds, settings.refractory_seconds))
+            except AudioError as error:
+                if path in named:  # a file the user named is refused, as `score` and `detect` refuse it
+                    raise
+                report.skipped.append(str(error))
+                continue
+            report.n_files, report.hours = report.n_files + 1, report.hours + counted.n_samples / SAMPLE_RATE / 3600
+            report.n_activations += len(found)
+            new = [
+                _mined_clip(writer, a, path, thresholds, source)
+                for a in found
+                if len(a.audio)
+                and seen.check_and_add(str(path.resolve()), a.event.word, a.start_seconds, fingerprint(a.audio))
+            ]
+            report.n_duplicates += len(found) - len(new)
+            report.clips += dataset.add_clips(new)
     report.n_added = len(report.clips)
     return report
 
@@ -226,7 +227,7 @@ class _Counted:
 
 
 def _mined_clip(
-    dataset: DataSet, activation: Activation, path: Path, thresholds: dict[str, float], source: dict[str, str]
+    writer: ClipWriter, activation: Activation, path: Path, thresholds: dict[str, float], source: dict[str, str]
 ) -> Clip:
     event, audio = activation.event, activation.audio
     meta: dict[str, Any] = {
@@ -238,7 +239,7 @@ def _mined_clip(
         "fingerprint": fingerprint(audio),
         **source,
     }
-    return dataset.make_clip(audio, {event.word: 0}, "mined", speaker=f"mined:{path.stem}", meta=meta)
+    return writer.make_clip(audio, {event.word: 0}, "mined", speaker=f"mined:{path.stem}", meta=meta)
 
 
 def model_recipe(config: DetectorConfig, model_dir: str | Path) -> Recipe:

@@ -27,7 +27,7 @@ import soundfile as sf
 from scipy.signal import fftconvolve
 
 from wakeword.audio import HOP_LENGTH, SAMPLE_RATE, AudioError, load_audio, resample
-from wakeword.data.clips import AUDIO_SUFFIXES, Clip, DataSet, new_clip_id
+from wakeword.data.clips import AUDIO_SUFFIXES, Clip, ClipWriter, DataSet, new_clip_id
 
 log = logging.getLogger(__name__)
 
@@ -464,24 +464,17 @@ def augment_dataset(
     noise_bank = build_noise_bank(settings, [src.load(c) for c in negatives])
     rir_bank = build_rir_bank(settings, seed)
     made: list[Clip] = []
-    try:
+    with dst.writing() as writer:  # a failed run leaves no orphan audio behind
         for clip in clips:
             audio = src.load(clip)
             for copy in range(n_copies):
-                made.append(
-                    _augmented_copy(
-                        dst, clip, audio, clip_rng(seed, clip.id, copy), settings, noise_bank, rir_bank, str(src.root)
-                    )
-                )
+                rng = clip_rng(seed, clip.id, copy)
+                made.append(_augmented_copy(writer, clip, audio, rng, settings, noise_bank, rir_bank, str(src.root)))
         return dst.add_clips(made)
-    except BaseException:
-        for clip in made:  # leave no orphan audio behind a failed run
-            dst.audio_path(clip).unlink(missing_ok=True)
-        raise
 
 
 def _augmented_copy(
-    dst: DataSet,
+    dst: ClipWriter,
     clip: Clip,
     audio: np.ndarray,
     rng: np.random.Generator,

@@ -1,7 +1,9 @@
 """Clip records and the data-set folder: `clips.jsonl` (one Clip per line) + `audio/<id>.wav`.
 
 Every write is atomic (temp file + rename, under a lock file) so two writers lose no clip and a
-crash leaves the previous manifest intact. Audio is written before the manifest names it.
+crash leaves the previous manifest intact. Audio is written before the manifest names it; writers that
+add many clips go through DataSet.writing(), which removes the audio of any clip a failure (Ctrl-C
+included) kept out of the manifest.
 """
 
 from __future__ import annotations
@@ -125,6 +127,30 @@ class ImportReport:
     failed: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
 
 
+class ClipWriter:
+    """DataSet.make_clip that records each clip's id before its audio file is written, so a Ctrl-C that lands
+    after the file's rename but before make_clip returns (seen in CI) still finds the file to remove.
+    Get one from DataSet.writing()."""
+
+    def __init__(self, dataset: DataSet) -> None:
+        self.dataset, self.clip_ids = dataset, []
+
+    def make_clip(self, audio: np.ndarray, labels: Mapping[str, int], source: str, **kw: Any) -> Clip:
+        """As DataSet.make_clip: write the audio, return the record (not yet in the manifest)."""
+        self.clip_ids.append(kw.pop("clip_id", None) or new_clip_id())
+        return self.dataset.make_clip(audio, labels, source, clip_id=self.clip_ids[-1], **kw)
+
+    def remove_unrecorded(self) -> None:
+        """Delete the audio of every clip written here that the manifest does not name."""
+        try:
+            named = {c.id for c in self.dataset.clips()}
+        except (ManifestError, OSError):  # unreadable now: deleting could remove audio it names
+            return
+        for clip_id in self.clip_ids:
+            if clip_id not in named:
+                self.dataset._clip_audio_path(clip_id).unlink(missing_ok=True)
+
+
 class DataSet:
     """A data-set folder. Open an existing one with DataSet(root); make one with DataSet.create(root)."""
 
@@ -194,9 +220,12 @@ class DataSet:
             lines = [json.dumps(c.to_dict(), ensure_ascii=False) for c in existing + new]
             _atomic_write_text(self.manifest_path, "".join(line + "\n" for line in lines))
 
+    def _clip_audio_path(self, clip_id: str) -> Path:
+        return self.root / AUDIO_DIR / f"{clip_id}.wav"
+
     def _write_clip_audio(self, audio: np.ndarray, clip_id: str) -> tuple[str, float]:
         relative = f"{AUDIO_DIR}/{clip_id}.wav"
-        write_audio(self.root / relative, audio)
+        write_audio(self._clip_audio_path(clip_id), audio)
         return relative, len(audio) / SAMPLE_RATE
 
     def make_clip(
@@ -216,6 +245,18 @@ class DataSet:
         relative, seconds = self._write_clip_audio(audio, clip_id)
         return Clip(clip_id, relative, labels, source, speaker, round(seconds, 4), text, dict(meta or {}))
 
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[ClipWriter]:
+        """A ClipWriter for the block. If the block raises (Ctrl-C, a full disk, a clash in the manifest), every
+        file it wrote that the manifest does not name is removed, so no orphan audio is left; clips added
+        before the failure keep theirs."""
+        writer = ClipWriter(self)
+        try:
+            yield writer
+        except BaseException:
+            writer.remove_unrecorded()
+            raise
+
     def add_clips(self, clips: Iterable[Clip]) -> list[Clip]:
         """Record clips whose audio is already in the folder, in one atomic manifest update."""
         clips = list(clips)
@@ -225,13 +266,8 @@ class DataSet:
 
     def add_audio(self, audio: np.ndarray, labels: Mapping[str, int], source: str = "recorded", **kw: Any) -> Clip:
         """Add one clip from a (n_samples,) float32 16 kHz array."""
-        clip = self.make_clip(audio, labels, source, **kw)
-        try:
-            self._append([clip])
-        except BaseException:
-            self.audio_path(clip).unlink(missing_ok=True)
-            raise
-        return clip
+        with self.writing() as writer:
+            return self.add_clips([writer.make_clip(audio, labels, source, **kw)])[0]
 
     def add_file(self, path: str | os.PathLike, labels: Mapping[str, int], source: str = "recorded", **kw: Any) -> Clip:
         """Add one clip from an audio file of any supported format and rate (stored as 16 kHz WAV)."""
@@ -255,7 +291,7 @@ class DataSet:
             raise ManifestError(f"{folder}: not a folder")
         report = ImportReport()
         files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
-        try:
+        with self.writing() as writer:
             for path in files:
                 try:
                     audio = load_audio(path)
@@ -264,14 +300,8 @@ class DataSet:
                     continue
                 who = speaker if speaker is not None else path.parent.name
                 original = {"original": str(path.relative_to(folder))}
-                report.added.append(self.make_clip(audio, labels, source, speaker=who, meta=original))
-            self.add_clips(report.added)
-        except BaseException:
-            # Ctrl-C, a full disk or a failed manifest update: the audio written so far is in no manifest,
-            # so remove it rather than leave orphans (the manifest itself is unchanged)
-            for clip in report.added:
-                self.audio_path(clip).unlink(missing_ok=True)
-            raise
+                report.added.append(writer.make_clip(audio, labels, source, speaker=who, meta=original))
+            self.add_clips(report.added)  # all together or, on Ctrl-C, none (the writer removes their audio)
         return report
 
     def delete(self, clip_id: str) -> Clip:

@@ -22,7 +22,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from wakeword.audio import SAMPLE_RATE
-from wakeword.data.clips import DataSet, normalize_word
+from wakeword.data.clips import ClipWriter, DataSet, normalize_word
 from wakeword.data.lexicon import COMMON_WORDS, Lexicon, load_lexicon, words_of
 from wakeword.data.tts import EspeakBackend, TTSBackend, Voice, VoiceSettings
 from wakeword.timing import timed
@@ -216,6 +216,7 @@ class _Build:
         self.backend, self.wake_word, self.settings, self.report = backend, wake_word, settings, report
         self.rng, self.lexicon = np.random.default_rng(settings.seed), load_lexicon()
         self.dataset, self.pending, self.used = DataSet.create(out_dir), [], set()
+        self.writer = ClipWriter(self.dataset)
         self.id_base, self.n_written = f"{wake_word}|{settings.seed}|{len(self.dataset)}", 0
         self.renderer = Renderer(backend, settings.workers)
         self.bar = tqdm(total=n_total, disable=not progress, desc=f"synth {wake_word!r}")
@@ -223,8 +224,8 @@ class _Build:
     def write(self, audio: np.ndarray, label: int, voice: VoiceSettings, text: str, meta: dict) -> None:
         clip_id = "synth-" + hashlib.sha256(f"{self.id_base}|{self.n_written}".encode()).hexdigest()[:16]
         self.n_written += 1
-        clip = self.dataset.make_clip(audio, {self.wake_word: label}, "synth", speaker=voice.voice.id, text=text,
-                                      meta={**voice.to_meta(), **meta}, clip_id=clip_id)  # fmt: skip
+        clip = self.writer.make_clip(audio, {self.wake_word: label}, "synth", speaker=voice.voice.id, text=text,
+                                     meta={**voice.to_meta(), **meta}, clip_id=clip_id)  # fmt: skip
         self.pending.append(clip)
         self.bar.update()
         if len(self.pending) >= self.settings.batch_size:
@@ -331,7 +332,12 @@ def build_synthetic_dataset(
             report.qc_transcriber = getattr(transcriber, "__name__", "custom")
         build.positives(transcriber if settings.qc else None)
         build.negatives(negatives)
-    finally:
-        build.close()
+    except BaseException:
+        try:
+            build.close()  # the clips written before the failure are kept
+        finally:
+            build.writer.remove_unrecorded()  # and no audio the manifest does not name is left
+        raise
+    build.close()
     report.n_voice_settings, report.n_voices = len(build.used), len({v.voice.id for v in build.used})
     return report
