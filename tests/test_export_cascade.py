@@ -121,9 +121,9 @@ def test_cascade_runtime_events_equal_torch(cascade_dir, tmp_path, speech):
     assert (torch_scores >= np.array(list(load_detector(model_dir).config.thresholds.values()))).any()
 
 
-def test_a_frame_sharing_stage1_streams_from_power_frames_in_the_runtime_as_in_torch(cascade_dir, tmp_path, speech):
-    """A stage 1 with framing "valid" exports a third graph, power frames -> logits: the runtime computes the
-    frames with numpy's FFT, keeps those consecutive hops share, and scores every hop as torch does."""
+def test_a_frame_sharing_stage1_streams_from_log_mel_frames_in_the_runtime_as_in_torch(cascade_dir, tmp_path, speech):
+    """A stage 1 with framing "valid" exports a third graph, log-mel frames -> logits: the runtime computes the
+    frames with numpy as torch does, keeps those consecutive hops share, and scores every hop as torch does."""
     _, cascade = cascade_dir
     stage1 = _stage("e2e", 1.0, 3, head={"channels": [8, 12, 16], "blocks_per_stage": 1, "framing": "valid"})
     windows = np.array(score_windows(speech[1]))
@@ -134,10 +134,10 @@ def test_a_frame_sharing_stage1_streams_from_power_frames_in_the_runtime_as_in_t
     framed = CascadeDetector(cascade.config.replace(head=head), stage1=stage1, stage2=cascade.stage2).eval()
     report = export_detector(save_detector(framed, tmp_path / "framed"), tmp_path / "export")
     assert (
-        report.files == ("stage1.onnx", "stage2.onnx", "stage1.power.onnx") and report.max_abs_logit_difference < 1e-4
+        report.files == ("stage1.onnx", "stage2.onnx", "stage1.logmel.onnx") and report.max_abs_logit_difference < 1e-4
     )
     runtime = load_runtime(tmp_path / "export", threads=1)
-    assert runtime.config.cascade.stage1_power_file == "stage1.power.onnx"
+    assert runtime.config.cascade.stage1_log_mel_file == "stage1.logmel.onnx"
     framed.stage2_windows = 0
     _, expected = score_array(framed, speech[1])
     streamer = streaming_detector(runtime)
@@ -148,7 +148,7 @@ def test_a_frame_sharing_stage1_streams_from_power_frames_in_the_runtime_as_in_t
     assert runtime._stage1_frames._last is not None  # stage 1 ran from the shared frames, not from the audio graph
     assert 0 < runtime.stage2_windows == framed.stage2_windows < len(expected)  # the same hops opened the gate
     names = sorted(zipfile.ZipFile(zip_export(tmp_path / "export", tmp_path / "e.zip")).namelist())
-    assert names == ["export/runtime.json", "export/stage1.onnx", "export/stage1.power.onnx", "export/stage2.onnx"]
+    assert names == ["export/runtime.json", "export/stage1.logmel.onnx", "export/stage1.onnx", "export/stage2.onnx"]
 
 
 def test_cascade_runtime_json_and_int8(cascade_dir, tmp_path, speech, capsys):

@@ -7,14 +7,13 @@ from wakeword.audio import N_MELS, SAMPLE_RATE
 from wakeword.features import (
     log_mel,
     log_mel_power_frames,
-    log_mel_power_frames_numpy,
     mel_filters,
     n_frames,
     n_valid_frames,
     normalise_log_mel,
     valid_log_mel,
 )
-from wakeword.frames import SharedFrames
+from wakeword.frames import SharedFrames, log_mel_frames, mel_filter_bank
 
 
 def speechlike(seconds: float, seed: int, amp: float = 0.1) -> np.ndarray:
@@ -78,12 +77,20 @@ def test_a_windows_valid_frames_are_a_slice_of_the_longer_signals():
     assert n_valid_frames(SAMPLE_RATE) == 98 and n_valid_frames(399) == 0
 
 
+def test_the_numpy_mel_filters_are_torchaudios():
+    """The runtime's filter bank (no torch) is training's: Slaney scale and area, to float32 rounding."""
+    ours, reference = mel_filter_bank(), mel_filters().numpy()
+    assert ours.shape == reference.shape == (201, N_MELS) and ours.dtype == np.float32
+    np.testing.assert_allclose(ours, reference, atol=1e-7, rtol=1e-5)
+    assert ((ours > 0).sum(axis=0) >= 1).all()  # no empty filter: the sparse sum relies on it
+
+
 def test_scoring_frames_in_numpy_equal_torchs():
     """Scoring's front end (numpy's FFT) equals training's DFT-matrix products to float32 rounding, any length
     (as torch.stft does above: the quietest bins' log10 carries the rounding of two DFTs)."""
     for n_samples in (399, 400, 1920, 52000):
         signal = speechlike(4.0, seed=6)[:n_samples]
-        ours = log_mel_power_frames_numpy(signal)
+        ours = log_mel_frames(signal)
         reference = log_mel_power_frames(torch.from_numpy(signal)[None])[0].numpy()
         assert ours.shape == reference.shape == (N_MELS, n_valid_frames(n_samples))
         np.testing.assert_allclose(ours, reference, atol=5e-4, rtol=0)
@@ -92,10 +99,10 @@ def test_scoring_frames_in_numpy_equal_torchs():
 def test_shared_frames_reuse_what_consecutive_streaming_spans_share():
     signal = speechlike(6.0, seed=4)
     window, hop = 24000, 1600
-    shared, overlap = SharedFrames(log_mel_power_frames_numpy), window - hop
+    shared, overlap = SharedFrames(log_mel_frames), window - hop
     spans = [signal[:window], signal[hop : hop + window + 2 * hop], signal[4 * hop : 4 * hop + window]]
     for span in spans:  # each span begins with the previous span's last `overlap` samples, as streaming's do
-        np.testing.assert_allclose(shared(span, overlap), log_mel_power_frames_numpy(span), atol=1e-5, rtol=0)
+        np.testing.assert_allclose(shared(span, overlap), log_mel_frames(span), atol=1e-5, rtol=0)
     # the shared frames are taken from the last call, not recomputed: a marked cache shows through ...
     last_span, last_frames = shared._last
     shared._last = (last_span, np.full_like(last_frames, 99.0))
@@ -105,4 +112,4 @@ def test_shared_frames_reuse_what_consecutive_streaming_spans_share():
     # ... while a span that does not continue the last one is computed whole
     shared._last = (following, np.full_like(reused, 99.0))
     other = speechlike(1.5, seed=5)
-    np.testing.assert_allclose(shared(other, overlap), log_mel_power_frames_numpy(other), atol=1e-5, rtol=0)
+    np.testing.assert_allclose(shared(other, overlap), log_mel_frames(other), atol=1e-5, rtol=0)

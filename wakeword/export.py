@@ -52,11 +52,11 @@ from wakeword.audio import HOP_LENGTH, N_MELS
 from wakeword.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_detector, read_config
 from wakeword.encoders.onnx_frames import trace_graph
 from wakeword.features import dft_matrices, mel_filters, normalise_log_mel
-from wakeword.frames import N_FREQS, n_valid_frames, power_frames
+from wakeword.frames import log_mel_frames, n_valid_frames
 from wakeword.models.base import Detector, DetectorConfig
 from wakeword.models.cascade import CascadeDetector
 from wakeword.models.e2e import E2EDetector
-from wakeword.runtime import ONNX_FILE, RUNTIME_FILE, STAGE1_POWER_FILE, STAGE_FILES, read_runtime_config
+from wakeword.runtime import ONNX_FILE, RUNTIME_FILE, STAGE1_LOG_MEL_FILE, STAGE_FILES, read_runtime_config
 
 OPSET = 17
 REFRACTORY_SECONDS = 1.0  # the CLI's default, copied so the runtime behaves like `wakeword detect`
@@ -157,9 +157,9 @@ def export_detector(
             if refine:
                 refined[name] = float_name(name)
                 check_graph(module, export_graph(module, staging / refined[name]))
-        power = stage1_from_power(detector)
-        if power is not None:  # never int8: stage 1 stays float32 (module docstring)
-            differences[STAGE1_POWER_FILE] = export_power_graph(power, staging / STAGE1_POWER_FILE)
+        from_log_mel = stage1_from_log_mel(detector)
+        if from_log_mel is not None:  # never int8: stage 1 stays float32 (module docstring)
+            differences[STAGE1_LOG_MEL_FILE] = export_log_mel_graph(from_log_mel, staging / STAGE1_LOG_MEL_FILE)
         metadata = runtime_metadata(detector, model_dir, int8) | {"export_check": export_check(differences)}
         if int8:
             metadata["int8"] = asdict(settings)  # keep (node names left float32), per_channel, reduce_range
@@ -202,45 +202,46 @@ def refine_metadata(refined: dict[str, str]) -> dict[str, Any]:
     }
 
 
-class Stage1FromPower(torch.nn.Module):
-    """A cascade's stage 1 (an e2e detector with framing "valid") from power frames: (batch, N_FREQS, n_frames)
-    -> logits (batch, n_words). The runtime computes the frames with numpy's FFT (wakeword.frames) and keeps those
-    consecutive hops share, as the torch detector does, so the graph does the mel filters, the log and the CNN."""
+class Stage1FromLogMel(torch.nn.Module):
+    """A cascade's stage 1 (an e2e detector with framing "valid") from log-mel frames: (batch, N_MELS, n_frames)
+    -> logits (batch, n_words), as the torch detector scores it. The runtime computes the frames with numpy
+    (wakeword.frames.log_mel_frames) and keeps those consecutive hops share, so a live hop computes 10 new frames
+    and the graph does the per-window normalisation and the CNN."""
 
     def __init__(self, stage1: E2EDetector) -> None:
         super().__init__()
         self.stage1 = stage1
 
-    def forward(self, power: torch.Tensor) -> torch.Tensor:
-        mel = (power.transpose(1, 2) @ mel_filters(N_MELS)).clamp(min=1e-10).log10().transpose(1, 2)
-        return self.stage1.forward_features(normalise_log_mel(mel))
+    def forward(self, log_mel: torch.Tensor) -> torch.Tensor:
+        return self.stage1.forward_features(normalise_log_mel(log_mel))
 
 
-def stage1_from_power(detector: Detector) -> Stage1FromPower | None:
-    """The power-frames graph of a cascade whose stage 1 shares frames between hops (else None)."""
+def stage1_from_log_mel(detector: Detector) -> Stage1FromLogMel | None:
+    """The log-mel graph of a cascade whose stage 1 shares frames between hops (else None)."""
     if not isinstance(detector, CascadeDetector) or detector.config.hop_samples % HOP_LENGTH:
         return None
     stage1 = detector.stage1
     if not isinstance(stage1, E2EDetector) or stage1.settings.framing != "valid":
         return None
-    return Stage1FromPower(stage1).eval()
+    return Stage1FromLogMel(stage1).eval()
 
 
-def export_power_graph(module: Stage1FromPower, path: Path) -> float:
-    """Trace `module` to `path`; max abs difference of its logits on power frames from numpy (wakeword.frames) from
-    stage 1's own logits on the same check windows (raises ExportError beyond CHECK_TOLERANCE)."""
+def export_log_mel_graph(module: Stage1FromLogMel, path: Path) -> float:
+    """Trace `module` to `path`; max abs difference of its logits on log-mel frames from numpy (the runtime's
+    wakeword.frames.log_mel_frames) from stage 1's own logits on the same check windows (raises ExportError
+    beyond CHECK_TOLERANCE)."""
     import onnxruntime
 
     window_samples = module.stage1.config.window_samples
-    trace_graph(module, (N_FREQS, n_valid_frames(window_samples)), str(path), ("power", "logits"))
+    trace_graph(module, (N_MELS, n_valid_frames(window_samples)), str(path), ("log_mel", "logits"))
     windows = check_windows(window_samples)
-    power = np.stack([np.ascontiguousarray(power_frames(window)) for window in windows])
+    log_mel = np.stack([np.ascontiguousarray(log_mel_frames(window)) for window in windows])
     with torch.no_grad():
         expected = module.stage1.eval()(torch.from_numpy(windows)).numpy()
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    difference = float(np.max(np.abs(session.run(None, {"power": power})[0].astype(np.float64) - expected)))
+    difference = float(np.max(np.abs(session.run(None, {"log_mel": log_mel})[0].astype(np.float64) - expected)))
     if not difference <= CHECK_TOLERANCE:
-        raise ExportError(f"{path}: stage 1 from power frames differs from torch by {difference:.2g}")
+        raise ExportError(f"{path}: stage 1 from log-mel frames differs from torch by {difference:.2g}")
     return difference
 
 
@@ -274,8 +275,8 @@ def exported_graphs(folder: Path) -> tuple[str, ...]:
     config = read_runtime_config(folder)
     cascade, refine = config.cascade, config.refine
     graphs = (ONNX_FILE,) if cascade is None else (cascade.stage1_file, cascade.stage2_file)
-    power = (cascade.stage1_power_file,) if cascade is not None and cascade.stage1_power_file else ()
-    return graphs + power + (tuple(refine.graphs[g] for g in graphs if g in refine.graphs) if refine else ())
+    log_mel = (cascade.stage1_log_mel_file,) if cascade is not None and cascade.stage1_log_mel_file else ()
+    return graphs + log_mel + (tuple(refine.graphs[g] for g in graphs if g in refine.graphs) if refine else ())
 
 
 def _check_target(out_dir: Path) -> None:
@@ -494,13 +495,13 @@ def cascade_metadata(cascade: CascadeDetector) -> dict[str, Any]:
             "input": {"name": "audio", "shape": ["batch", config.window_samples], "dtype": "float32"},
             "output": {"name": "logits", "shape": ["batch", len(config.wake_words)], "dtype": "float32"},
         }
-    if stage1_from_power(cascade) is not None:
+    if stage1_from_log_mel(cascade) is not None:
         frames = n_valid_frames(cascade.stage1.config.window_samples)
-        stages["stage1"]["power"] = {
-            "file": STAGE1_POWER_FILE,
-            "input": {"name": "power", "shape": ["batch", N_FREQS, frames], "dtype": "float32"},
-            "frames": "|rfft|^2 of periodic-Hann frames of N_FFT samples every HOP_LENGTH, wholly inside the "
-            "window (wakeword.frames.power_frames)",
+        stages["stage1"]["log_mel"] = {
+            "file": STAGE1_LOG_MEL_FILE,
+            "input": {"name": "log_mel", "shape": ["batch", N_MELS, frames], "dtype": "float32"},
+            "frames": "log10 of Slaney mel power, floored at 1e-10, of periodic-Hann frames of N_FFT samples every "
+            "HOP_LENGTH wholly inside the window (wakeword.frames.log_mel_frames)",
         }
     gates = {w: cascade.gate.logits.get(w, float("-inf")) for w in cascade.wake_words}
     return stages | {

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-import numpy as np
 import torch
 import torchaudio
 
 from wakeword.audio import HOP_LENGTH, N_FFT, N_MELS, SAMPLE_RATE
-from wakeword.frames import N_FREQS, n_valid_frames, power_frames
+from wakeword.frames import N_FREQS, n_valid_frames
 
 LOG_FLOOR_RANGE = 8.0  # Whisper keeps 8 decades (80 dB) below each clip's loudest bin
 
@@ -129,17 +128,3 @@ def valid_log_mel(audio: torch.Tensor, n_mels: int = N_MELS) -> torch.Tensor:
     window as log_mel is. Equal, to float32 rounding, to normalise_log_mel of a slice of a longer signal's
     log_mel_power_frames (see wakeword.models.e2e, framing "valid")."""
     return normalise_log_mel(log_mel_power_frames(audio, n_mels))
-
-
-def log_mel_power_frames_numpy(signal: np.ndarray) -> np.ndarray:
-    """log_mel_power_frames of one signal, for scoring (no gradients):
-    (n_samples,) float32 numpy -> (n_mels=N_MELS, n_valid_frames(n_samples)) float32 numpy, a transposed view.
-
-    numpy's FFT (pocketfft) and one torch matrix product for the mel filters: equal to the DFT-matrix form to
-    float32 rounding (about 1e-6 in log10 power, up to 5e-4 in the quietest bins), and cheaper. A live hop's 10
-    new frames take 0.035 ms here where torch's dozen small ops take 0.09 ms, and a cascade's stage 1 computes
-    them on every hop (one thread). The filter product stays in torch so that it runs on torch's threads:
-    numpy's BLAS would start threads of its own, which spin between a live stream's calls and doubled stage 1's
-    CPU time."""
-    power = torch.from_numpy(np.ascontiguousarray(power_frames(signal).T))  # (n_frames, N_FREQS)
-    return np.log10(np.maximum((power @ mel_filters()).numpy(), 1e-10)).T

@@ -16,10 +16,11 @@ A two-stage detector (family `cascade`) exports as two graphs, `stage1.onnx` and
 `wakeword.models.cascade.CascadeDetector.forward`: stage 1 scores every window (its last
 `stage1_window_seconds`), stage 2 scores only the windows where some word's stage-1 logit reaches its gate,
 and a window stage 2 did not score gets min(stage-1 logit, threshold - unseen_margin) for every word. A stage 1
-that shares frames between hops also exports `stage1.power.onnx` (runtime.json `cascade.stage1.power`): power
-frames in, logits out. Streaming (`OnnxDetector.span_logits`) then computes the frames with numpy's FFT
-(`wakeword.frames`) and keeps those consecutive hops share, as the torch detector does; a runtime that does not
-know the section uses `stage1.onnx`, which takes the audio.
+that shares frames between hops also exports `stage1.logmel.onnx` (runtime.json `cascade.stage1.log_mel`):
+log-mel frames in, logits out. Streaming (`OnnxDetector.span_logits`) then computes the frames with numpy
+(`wakeword.frames.log_mel_frames`, the torch detector's own front end) and keeps those consecutive hops share: a
+live hop computes 10 new frames, not 148 per window. A runtime that does not know the section uses
+`stage1.onnx`, which takes the audio; this one ignores the `power` section of earlier exports the same way.
 
 An int8 export keeps the float32 graph beside the int8 one and names both in a `refine` section of
 runtime.json (format_version 3): every window is scored by the int8 graph, and each window where some word's
@@ -51,7 +52,7 @@ from typing import Any
 import numpy as np
 
 from wakeword.audio import HOP_LENGTH, AudioError, WindowTiming, seconds_to_samples
-from wakeword.frames import SharedFrames, frame_windows, power_frames
+from wakeword.frames import SharedFrames, frame_windows, log_mel_frames
 from wakeword.metrics import logit, probability
 from wakeword.stream import (
     Detection,
@@ -64,7 +65,7 @@ from wakeword.stream import (
 )
 
 ONNX_FILE, RUNTIME_FILE = "model.onnx", "runtime.json"
-STAGE1_POWER_FILE = "stage1.power.onnx"  # a cascade's stage 1 from shared power frames (see OnnxDetector.span_logits)
+STAGE1_LOG_MEL_FILE = "stage1.logmel.onnx"  # a cascade's stage 1 from shared log-mel frames (OnnxDetector.span_logits)
 STAGE_FILES = {"stage1": "stage1.onnx", "stage2": "stage2.onnx"}  # a cascade's two graphs, instead of model.onnx
 # 1: one graph (model.onnx). 2: adds the `cascade` section. Exports write the lowest version that describes
 # them, so a runtime that reads only 1 still runs every single-graph export and refuses a cascade by its version
@@ -94,7 +95,7 @@ class CascadeGate:
     stage1_window_seconds: float  # stage 1 reads the last this-many seconds of each window
     gate_logits: tuple[float, ...]  # per word (runtime.json order); -inf (null in the file): stage 2 always runs
     unseen_margin: float  # an unseen window scores at most threshold - unseen_margin (logits)
-    stage1_power_file: str | None = None  # stage 1 from power frames, which streaming shares between hops
+    stage1_log_mel_file: str | None = None  # stage 1 from log-mel frames, which streaming shares between hops
 
     @property
     def stage1_samples(self) -> int:
@@ -109,11 +110,11 @@ class CascadeGate:
             float(data["stage1"]["window_seconds"]),
             tuple(float("-inf") if gates[w] is None else float(gates[w]) for w in words),
             float(data["unseen_margin"]),
-            data["stage1"]["power"]["file"] if "power" in data["stage1"] else None,
+            data["stage1"]["log_mel"]["file"] if "log_mel" in data["stage1"] else None,
         )
         if not 0 < gate.stage1_window_seconds <= window_seconds:
             raise ValueError("cascade.stage1.window_seconds must be in (0, window_seconds]")
-        files = {gate.stage1_file, gate.stage2_file, gate.stage1_power_file or gate.stage1_file}
+        files = {gate.stage1_file, gate.stage2_file, gate.stage1_log_mel_file or gate.stage1_file}
         if {Path(name).name for name in files} != files:
             raise ValueError("cascade graph files must be plain file names inside the exported folder")
         return gate
@@ -203,9 +204,9 @@ class OnnxDetector:
             options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
         gate, refine = self.config.cascade, self.config.refine
         files = (gate.stage1_file, gate.stage2_file) if gate else (ONNX_FILE,)
-        if gate is not None and gate.stage1_power_file:
-            files += (gate.stage1_power_file,)
-            self._stage1_frames = SharedFrames(power_frames)  # the frames consecutive hops share
+        if gate is not None and gate.stage1_log_mel_file:
+            files += (gate.stage1_log_mel_file,)
+            self._stage1_frames = SharedFrames(log_mel_frames)  # the frames consecutive hops share
         self.sessions = {name: self._session(onnxruntime, name, options) for name in files}
         self.float_sessions = {
             name: self._session(onnxruntime, refine.graphs[name], options)
@@ -269,16 +270,16 @@ class OnnxDetector:
 
     def span_logits(self, span: np.ndarray, hop_samples: int) -> np.ndarray:
         """Logits (n_windows, n_words) float64 of the windows of span (n_samples,) that start every hop, as
-        logits(windows). A cascade exported with a power-frames stage 1 computes each window's frames once per
+        logits(windows). A cascade exported with a log-mel stage 1 computes each window's frames once per
         stream, as the torch detector does: a live hop's 10 new frames, not the window's 148."""
         windows = np.lib.stride_tricks.sliding_window_view(span, self.config.window_samples)[::hop_samples]
         gate = self.config.cascade
-        if gate is None or gate.stage1_power_file is None or hop_samples % HOP_LENGTH:
+        if gate is None or gate.stage1_log_mel_file is None or hop_samples % HOP_LENGTH:
             return self.logits(np.ascontiguousarray(windows))
         stage1_span = np.ascontiguousarray(span[self.config.window_samples - gate.stage1_samples :], np.float32)
-        frames = self._stage1_frames(stage1_span, gate.stage1_samples - hop_samples)  # (N_FREQS, n_frames)
-        power = frame_windows(frames, gate.stage1_samples, hop_samples, len(windows))  # (n, N_FREQS, frames)
-        first = self.sessions[gate.stage1_power_file].run(None, {"power": power})[0]
+        frames = self._stage1_frames(stage1_span, gate.stage1_samples - hop_samples)  # (N_MELS, n_frames)
+        log_mel = frame_windows(frames, gate.stage1_samples, hop_samples, len(windows))  # (n, N_MELS, frames)
+        first = self.sessions[gate.stage1_log_mel_file].run(None, {"log_mel": log_mel})[0]
         return self._second_where_open(first, windows).astype(np.float64)
 
     def _cascade_logits(self, windows: np.ndarray) -> np.ndarray:

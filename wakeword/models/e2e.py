@@ -17,12 +17,11 @@ from torch import nn
 from wakeword.audio import HOP_LENGTH, N_MELS
 from wakeword.features import (
     log_mel,
-    log_mel_power_frames_numpy,
     n_valid_frames,
     normalise_log_mel,
     valid_log_mel,
 )
-from wakeword.frames import SharedFrames, frame_windows
+from wakeword.frames import SharedFrames, frame_windows, log_mel_frames
 from wakeword.models.base import Detector, DetectorConfig, evaluating, masked_bce
 from wakeword.models.onnx_eval import EvalGraph
 
@@ -124,9 +123,7 @@ class E2EDetector(Detector):
                 c_in = c_out
         self.blocks = nn.Sequential(*blocks)
         self.dropout = nn.Dropout(s.dropout)
-        self._shared_frames = SharedFrames(
-            log_mel_power_frames_numpy
-        )  # streaming's consecutive spans share frames (not saved)
+        self._shared_frames = SharedFrames(log_mel_frames)  # streaming's consecutive spans share frames (not saved)
         # scoring's network in onnxruntime (a live hop: 0.09 ms where torch's ~40 small ops take 0.38; not saved)
         self._scoring_graph = EvalGraph(_normalised_network, (N_MELS, n_valid_frames(config.window_samples)))
         self.output = nn.Linear(2 * c_in, len(config.wake_words))
