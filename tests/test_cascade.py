@@ -193,6 +193,38 @@ def test_strided_scoring_equals_window_scoring_and_calls_stage2_on_the_same_wind
     assert 0 < n_strided == cascade.stage2_windows - before - n_strided
 
 
+def test_the_numpy_live_path_scores_as_score_strided_and_opens_the_same_gates(cascade, tts):
+    """Streaming's call on the CPU (Detector.strided_logits_numpy: no torch tensor until a gate opens) gives
+    score_strided's logits and sends the same windows to stage 2; in training mode it steps aside."""
+    signal = np.concatenate([_noise(1, 12), tts(WORD), _speech(tts, 2), np.zeros(5000, np.float32)])
+    hop = cascade.config.hop_samples
+    before = cascade.stage2_windows
+    strided = cascade.score_strided(torch.from_numpy(signal), hop).numpy()
+    n_strided = cascade.stage2_windows - before
+    numpy_logits = cascade.strided_logits_numpy(signal, hop)
+    assert numpy_logits is not None and numpy_logits.dtype == np.float32
+    np.testing.assert_allclose(numpy_logits, strided, atol=1e-5, rtol=0)
+    assert 0 < n_strided == cascade.stage2_windows - before - n_strided
+    torch_calls, torch_path = [], cascade.stage1.score_strided
+    cascade.stage1.score_strided = lambda *args: torch_calls.append(1) or torch_path(*args)
+    try:
+        streamer = StreamingDetector(cascade)
+        streamed = np.concatenate([streamer.process(signal).scores, streamer.flush().scores])
+    finally:
+        del cascade.stage1.score_strided
+    assert torch_calls == []  # the stream took the numpy path ...
+    whole = next(score_signals(cascade, [signal], batch_windows=1000))
+    np.testing.assert_allclose(streamed, whole, atol=1e-4, rtol=0)  # ... and scored as whole-file scoring does
+    cascade.train()
+    try:
+        assert (
+            cascade.strided_logits_numpy(signal, hop) is None
+            and cascade.stage1.strided_logits_numpy(signal, hop) is None
+        )
+    finally:
+        cascade.eval()
+
+
 def test_quieter_windows_are_20_to_60_db_down_plus_silence():
     windows = np.random.default_rng(0).normal(0, 0.1, (400, 1600)).astype(np.float32)
     quiet = quieter_windows(windows, 0.25, seed=1)

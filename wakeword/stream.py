@@ -211,6 +211,11 @@ class StreamingDetector:
 
         The torch detector gets the span whole (Detector.score_strided: overlapping windows may share work);
         subclasses that score other models override this."""
+        on_cpu = self._first_parameter is None or self._first_parameter.device.type == "cpu"
+        numpy_path = getattr(self.detector, "strided_logits_numpy", None) if on_cpu else None
+        logits = numpy_path(span, self.hop_samples) if numpy_path is not None else None
+        if logits is not None:  # a cascade's live call without torch tensors (Detector.strided_logits_numpy)
+            return logits.astype(np.float64).reshape(-1, len(self.config.wake_words))
         import torch  # here, not at the top: wakeword.runtime uses this module without torch
 
         device = self._first_parameter.device if self._first_parameter is not None else torch.device("cpu")

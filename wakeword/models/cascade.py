@@ -136,7 +136,9 @@ class CascadeDetector(Detector):
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         """audio (batch, window_samples) float32 16 kHz -> logits (batch, n_words)."""
-        return self._second_where_open(self.stage1(audio[:, -self.stage1_samples :]), audio)
+        first = self.stage1(audio[:, -self.stage1_samples :])
+        cut = lambda opened: audio[torch.from_numpy(opened).to(audio.device)]  # noqa: E731
+        return torch.from_numpy(self._gated(first.detach().cpu().numpy(), cut)).to(first.device)
 
     @torch.no_grad()
     def score_strided(self, signal: torch.Tensor, hop_samples: int) -> torch.Tensor:
@@ -146,26 +148,43 @@ class CascadeDetector(Detector):
             raise ValueError(f"a signal of {len(signal)} samples holds no window of {self.config.window_samples}")
         stage1_span = signal[self.config.window_samples - self.stage1_samples :]
         with evaluating(self):
-            first = self.stage1.score_strided(stage1_span, hop_samples)
-            return self._second_where_open(
-                first, lambda: strided_windows(signal, self.config.window_samples, hop_samples)
-            )
+            first = self.stage1.score_strided(stage1_span, hop_samples).detach().cpu().numpy()
 
-    def _second_where_open(
-        self, first: torch.Tensor, windows: torch.Tensor | Callable[[], torch.Tensor]
-    ) -> torch.Tensor:
-        """Stage-1 logits (batch, n_words) of windows (batch, window_samples), or a function making them only when
-        a gate opens (a live hop on silence cuts none) -> the cascade's logits (batch, n_words)."""
+            def cut(opened: np.ndarray) -> torch.Tensor:
+                windows = strided_windows(signal, self.config.window_samples, hop_samples)
+                return windows[torch.from_numpy(opened).to(signal.device)].contiguous()
+
+            return torch.from_numpy(self._gated(first, cut)).to(signal.device)
+
+    def strided_logits_numpy(self, signal: np.ndarray, hop_samples: int) -> np.ndarray | None:
+        """Detector.strided_logits_numpy: where stage 1 has a numpy path (an e2e stage 1 with framing "valid"),
+        a live call uses no torch tensor until a gate opens; else None."""
+        if self.training or len(signal) < self.config.window_samples:
+            return None
+        first = self.stage1.strided_logits_numpy(
+            signal[self.config.window_samples - self.stage1_samples :], hop_samples
+        )
+        if first is None:
+            return None
+
+        def cut(opened: np.ndarray) -> torch.Tensor:
+            windows = np.lib.stride_tricks.sliding_window_view(signal, self.config.window_samples)[::hop_samples]
+            return torch.from_numpy(np.ascontiguousarray(windows[opened]))
+
+        with torch.no_grad():
+            return self._gated(first, cut)
+
+    def _gated(self, first: np.ndarray, cut: Callable[[np.ndarray], torch.Tensor]) -> np.ndarray:
+        """Stage-1 logits (n, n_words) of n windows -> the cascade's logits (n, n_words) float32 numpy.
+        cut(opened) gives the windows (n_opened, window_samples) whose gate opened, for stage 2: only called
+        when one did (a live hop on silence cuts none)."""
         gate, ceiling = self._limits()  # numpy (n_words,): a live hop's few comparisons cost less than torch ops
-        logits = first.detach().cpu().numpy()
-        opened = (logits >= gate).any(axis=1)
-        scores = np.minimum(logits, ceiling)
+        opened = (first >= gate).any(axis=1)
+        scores = np.minimum(first, ceiling)
         if opened.any():
-            windows = windows() if callable(windows) else windows
             self.stage2_windows += int(opened.sum())
-            second = self.stage2(windows[torch.from_numpy(opened).to(windows.device)].contiguous())
-            scores[opened] = second.detach().cpu().numpy()
-        return torch.from_numpy(scores).to(first.device)
+            scores[opened] = self.stage2(cut(opened)).detach().cpu().numpy()
+        return scores
 
     def saved_state(self) -> dict[str, torch.Tensor]:
         """Both stages' stored weights, prefixed by stage (stage 2 without a frozen pretrained encoder)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -150,17 +151,31 @@ class E2EDetector(Detector):
         """Detector.score_strided; with framing "valid" the frames of the whole signal are computed once and
         each window takes its slice (a 3.2 s streaming block: 4.2 s of frames instead of 32 windows' worth), and
         the frames the previous call's signal shares with this one are reused (a live hop: 10 new frames)."""
-        if self.settings.framing != "valid" or hop_samples % HOP_LENGTH or signal.device.type != "cpu":
+        if not self._shares_frames(hop_samples) or signal.device.type != "cpu":
             return super().score_strided(signal, hop_samples)
-        n_windows = (len(signal) - self.config.window_samples) // hop_samples + 1
-        overlap = self.config.window_samples - hop_samples
-        frames = self._shared_frames(signal.detach().float().numpy(), overlap)  # (n_mels, n_frames), numpy
-        windows = frame_windows(frames, self.config.window_samples, hop_samples, n_windows)  # (n, n_mels, frames)
+        windows = self._valid_windows(signal.detach().float().numpy(), hop_samples)  # (n, n_mels, frames)
         with evaluating(self):
             logits = self._scoring_graph(self, windows)
             if logits is not None:
                 return torch.from_numpy(logits)
             return _normalised_network(self, torch.from_numpy(windows).to(self.output.weight))
+
+    def strided_logits_numpy(self, signal: np.ndarray, hop_samples: int) -> np.ndarray | None:
+        """Detector.strided_logits_numpy: the shared frames and onnxruntime's graph, as score_strided, in eval
+        mode on the CPU with framing "valid"; else None."""
+        if self.training or not self._shares_frames(hop_samples) or self.output.weight.device.type != "cpu":
+            return None
+        return self._scoring_graph(self, self._valid_windows(signal, hop_samples))
+
+    def _shares_frames(self, hop_samples: int) -> bool:
+        return self.settings.framing == "valid" and hop_samples % HOP_LENGTH == 0
+
+    def _valid_windows(self, signal: np.ndarray, hop_samples: int) -> np.ndarray:
+        """(n_samples,) float32 -> each strided window's log-mel frames (n_windows, n_mels, frames), unnormalised."""
+        n_windows = (len(signal) - self.config.window_samples) // hop_samples + 1
+        overlap = self.config.window_samples - hop_samples
+        frames = self._shared_frames(signal, overlap)  # (n_mels, n_frames)
+        return frame_windows(frames, self.config.window_samples, hop_samples, n_windows)
 
 
 def _normalised_network(model: E2EDetector, power: torch.Tensor) -> torch.Tensor:
