@@ -161,11 +161,16 @@ class E2EDetector(Detector):
             return _normalised_network(self, torch.from_numpy(windows).to(self.output.weight))
 
     def strided_logits_numpy(self, signal: np.ndarray, hop_samples: int) -> np.ndarray | None:
-        """Detector.strided_logits_numpy: the shared frames and onnxruntime's graph, as score_strided, in eval
-        mode on the CPU with framing "valid"; else None."""
+        """Detector.strided_logits_numpy: the shared frames and onnxruntime's graph (torch where the graph cannot
+        serve), as score_strided, in eval mode on the CPU with framing "valid"; else None."""
         if self.training or not self._shares_frames(hop_samples) or self.output.weight.device.type != "cpu":
             return None
-        return self._scoring_graph(self, self._valid_windows(signal, hop_samples))
+        windows = self._valid_windows(signal, hop_samples)
+        logits = self._scoring_graph(self, windows)
+        if logits is None:  # here, not in score_strided: the frames just taken from the cache are not made twice
+            with torch.no_grad():
+                logits = _normalised_network(self, torch.from_numpy(windows).to(self.output.weight)).numpy()
+        return logits
 
     def _shares_frames(self, hop_samples: int) -> bool:
         return self.settings.framing == "valid" and hop_samples % HOP_LENGTH == 0
