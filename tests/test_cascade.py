@@ -193,7 +193,7 @@ def test_strided_scoring_equals_window_scoring_and_calls_stage2_on_the_same_wind
     assert 0 < n_strided == cascade.stage2_windows - before - n_strided
 
 
-def test_the_numpy_live_path_scores_as_score_strided_and_opens_the_same_gates(cascade, tts):
+def test_the_numpy_live_path_scores_as_score_strided_and_opens_the_same_gates(cascade, tts, monkeypatch):
     """Streaming's call on the CPU (Detector.strided_logits_numpy: no torch tensor until a gate opens) gives
     score_strided's logits and sends the same windows to stage 2; in training mode it steps aside."""
     signal = np.concatenate([_noise(1, 12), tts(WORD), _speech(tts, 2), np.zeros(5000, np.float32)])
@@ -215,6 +215,8 @@ def test_the_numpy_live_path_scores_as_score_strided_and_opens_the_same_gates(ca
     assert torch_calls == []  # the stream took the numpy path ...
     whole = next(score_signals(cascade, [signal], batch_windows=1000))
     np.testing.assert_allclose(streamed, whole, atol=1e-4, rtol=0)  # ... and scored as whole-file scoring does
+    monkeypatch.setenv("WAKEWORD_ENCODER_BACKEND", "torch")  # no onnxruntime graph: torch scores, same numbers
+    np.testing.assert_allclose(cascade.strided_logits_numpy(signal, hop), strided, atol=1e-4, rtol=0)
     cascade.train()
     try:
         assert (
