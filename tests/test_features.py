@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+import torchaudio
 from transformers import WhisperFeatureExtractor
 
 from wakeword.audio import N_MELS, SAMPLE_RATE
@@ -78,8 +79,14 @@ def test_a_windows_valid_frames_are_a_slice_of_the_longer_signals():
 
 
 def test_the_numpy_mel_filters_are_torchaudios():
-    """The runtime's filter bank (no torch) is training's: Slaney scale and area, to float32 rounding."""
-    ours, reference = mel_filter_bank(), mel_filters().numpy()
+    """The one filter bank (numpy, for the runtime and training alike) is torchaudio's Slaney scale and area,
+    to float32 rounding."""
+    reference = torchaudio.functional.melscale_fbanks(
+        n_freqs=201, f_min=0.0, f_max=SAMPLE_RATE / 2, n_mels=N_MELS, sample_rate=SAMPLE_RATE, norm="slaney",
+        mel_scale="slaney",
+    ).numpy()  # fmt: skip
+    ours = mel_filter_bank()
+    assert (mel_filters().numpy() == ours).all()  # training's filters are these
     assert ours.shape == reference.shape == (201, N_MELS) and ours.dtype == np.float32
     np.testing.assert_allclose(ours, reference, atol=1e-7, rtol=1e-5)
     assert ((ours > 0).sum(axis=0) >= 1).all()  # no empty filter: the sparse sum relies on it

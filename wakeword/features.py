@@ -10,26 +10,17 @@ from __future__ import annotations
 from functools import lru_cache
 
 import torch
-import torchaudio
 
-from wakeword.audio import HOP_LENGTH, N_FFT, N_MELS, SAMPLE_RATE
-from wakeword.frames import N_FREQS, n_valid_frames
+from wakeword.audio import HOP_LENGTH, N_FFT, N_MELS
+from wakeword.frames import LOG_POWER_FLOOR, N_FREQS, mel_filter_bank, n_valid_frames
 
 LOG_FLOOR_RANGE = 8.0  # Whisper keeps 8 decades (80 dB) below each clip's loudest bin
 
 
-@lru_cache(maxsize=4)
 def mel_filters(n_mels: int = N_MELS) -> torch.Tensor:
-    """Slaney mel filter bank, shape (n_freqs=N_FFT // 2 + 1, n_mels)."""
-    return torchaudio.functional.melscale_fbanks(
-        n_freqs=N_FFT // 2 + 1,
-        f_min=0.0,
-        f_max=SAMPLE_RATE / 2,
-        n_mels=n_mels,
-        sample_rate=SAMPLE_RATE,
-        norm="slaney",
-        mel_scale="slaney",
-    )
+    """Slaney mel filter bank, shape (n_freqs=N_FFT // 2 + 1, n_mels): frames.mel_filter_bank, the one definition
+    that training, scoring and the torch-free runtime all use."""
+    return torch.from_numpy(mel_filter_bank(n_mels))
 
 
 def n_frames(n_samples: int) -> int:
@@ -101,7 +92,7 @@ def log_mel(audio: torch.Tensor, n_mels: int = N_MELS) -> torch.Tensor:
         mel = (stft_power_frames(batch) @ filters).transpose(1, 2)  # matrix products only (see stft_power_frames)
     else:
         mel = torch.einsum("bft,fm->bmt", stft_power(batch), filters)
-    log_spec = normalise_log_mel(torch.clamp(mel, min=1e-10).log10())
+    log_spec = normalise_log_mel(torch.clamp(mel, min=LOG_POWER_FLOOR).log10())
     return log_spec[0] if squeeze else log_spec
 
 
@@ -120,7 +111,7 @@ def log_mel_power_frames(signal: torch.Tensor, n_mels: int = N_MELS) -> torch.Te
     """
     filters = mel_filters(n_mels).to(device=signal.device, dtype=signal.dtype)
     power = stft_power_frames(signal, centred=False)  # (batch, n_frames, n_freqs): exports to ONNX as it is
-    return torch.clamp(power @ filters, min=1e-10).log10().transpose(1, 2)
+    return torch.clamp(power @ filters, min=LOG_POWER_FLOOR).log10().transpose(1, 2)
 
 
 def valid_log_mel(audio: torch.Tensor, n_mels: int = N_MELS) -> torch.Tensor:

@@ -20,7 +20,7 @@ import numpy as np
 from wakeword.audio import HOP_LENGTH, N_FFT, N_MELS, SAMPLE_RATE
 
 N_FREQS = N_FFT // 2 + 1  # rfft bins of one frame
-LOG_POWER_FLOOR = 1e-10  # mel power is floored here before log10 (-10), as features.log_mel does
+LOG_POWER_FLOOR = 1e-10  # mel power is floored here before log10 (-10), in training's front end too
 
 # Slaney's mel scale (his Auditory Toolbox, librosa's and torchaudio's mel_scale="slaney"): linear below 1 kHz,
 # logarithmic above, continuous at 1 kHz
@@ -66,8 +66,9 @@ def _mel_to_hz(mel: np.ndarray) -> np.ndarray:
 @lru_cache(maxsize=2)
 def mel_filter_bank(n_mels: int = N_MELS) -> np.ndarray:
     """Triangular filters evenly spaced on Slaney's mel scale from 0 Hz to SAMPLE_RATE / 2, each of unit area
-    (Slaney norm): (N_FREQS, n_mels) float32. Equal to features.mel_filters (torchaudio's melscale_fbanks with
-    norm and mel_scale "slaney") to float32 rounding; computed here so that the runtime needs no torch."""
+    (Slaney norm): (N_FREQS, n_mels) float32, cached (do not modify). Equal to torchaudio's melscale_fbanks with
+    norm and mel_scale "slaney" to float32 rounding (tested); the only definition, here so that the runtime, which
+    cannot import torch, computes the same frames as training (features.mel_filters)."""
     freqs = np.linspace(0.0, SAMPLE_RATE // 2, N_FREQS)  # each rfft bin's centre, Hz
     edges = _mel_to_hz(np.linspace(0.0, float(_hz_to_mel(np.float64(SAMPLE_RATE / 2))), n_mels + 2))
     # filter m rises from edges[m] to edges[m + 1] and falls to edges[m + 2]
